@@ -1,0 +1,19 @@
+//! Palisade's policy engine: the exact `networking.k8s.io/v1` NetworkPolicy semantics, pure
+//! (no I/O, no async, no YAML, no nftables). Analyzer and enforcer both ask this crate, so they
+//! cannot disagree.
+
+mod analysis;
+mod model;
+mod ports;
+mod selector;
+
+pub use analysis::{
+    Analysis, ClassId, Decision, EndpointId, ExternalRange, PolicyId, RuleRef, SideVerdict,
+    Subject,
+};
+pub use model::{
+    Cluster, ContainerPort, Direction, Endpoint, EndpointKind, IpBlock, NAMESPACE_NAME_LABEL,
+    Namespace, NamespaceScope, NetworkPolicy, Peer, PolicyTypes, PortRef, PortRule, Rule,
+};
+pub use ports::{MAX_PORT, MIN_PORT, PortSet, Protocol};
+pub use selector::{LabelSelector, Labels, Operator, Requirement};
