@@ -381,7 +381,8 @@ impl Analysis {
         out
     }
 
-    fn is_loopback(&self, src: Subject, dst: Subject) -> bool {
+    /// A pod talking to itself: the traffic never leaves its network namespace.
+    pub fn is_loopback(&self, src: Subject, dst: Subject) -> bool {
         matches!((src, dst), (Subject::Endpoint(a), Subject::Endpoint(b))
             if a == b && self.cluster.endpoints[a].replicas <= 1)
     }

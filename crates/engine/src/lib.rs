@@ -5,6 +5,7 @@
 mod analysis;
 mod model;
 mod ports;
+mod program;
 mod selector;
 
 pub use analysis::{
@@ -16,4 +17,8 @@ pub use model::{
     Namespace, NamespaceScope, NetworkPolicy, Peer, PolicyTypes, PortRef, PortRule, Rule,
 };
 pub use ports::{MAX_PORT, MIN_PORT, PortSet, Protocol};
+pub use program::{
+    Chain, ChainId, IpRange, Isolation, LocalPod, NodeProgram, PortMatch, RuleId, RuleProgram,
+    SideOutcome,
+};
 pub use selector::{LabelSelector, Labels, Operator, Requirement};

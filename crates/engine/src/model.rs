@@ -215,3 +215,53 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     pub policies: Vec<NetworkPolicy>,
 }
+
+impl fmt::Display for PortRule {
+    /// `TCP 80`, `TCP 8000-8100`, `TCP port "http"`, `every TCP port`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.port, self.end_port) {
+            (None, _) => write!(f, "every {} port", self.protocol),
+            (Some(PortRef::Number(p)), Some(end)) => write!(f, "{} {p}-{end}", self.protocol),
+            (Some(PortRef::Number(p)), None) => write!(f, "{} {p}", self.protocol),
+            (Some(PortRef::Named(name)), _) => write!(f, "{} port \"{name}\"", self.protocol),
+        }
+    }
+}
+
+impl fmt::Display for IpBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.cidr)?;
+        if !self.except.is_empty() {
+            let except: Vec<String> = self.except.iter().map(ToString::to_string).collect();
+            write!(f, " except {}", except.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl Peer {
+    /// Plain words for a peer of a policy in `policy_namespace`.
+    pub fn describe(&self, policy_namespace: &str) -> String {
+        match self {
+            Peer::IpBlock(block) => format!("addresses in {block}"),
+            Peer::Pods { namespaces, pods } => {
+                let which_pods = if pods.selects_everything() {
+                    "all pods".to_string()
+                } else {
+                    format!("pods with {pods}")
+                };
+                match namespaces {
+                    NamespaceScope::PolicyNamespace => {
+                        format!("{which_pods} in namespace {policy_namespace}")
+                    }
+                    NamespaceScope::Selected(sel) if sel.selects_everything() => {
+                        format!("{which_pods} in every namespace (cluster only, no outside address)")
+                    }
+                    NamespaceScope::Selected(sel) => {
+                        format!("{which_pods} in namespaces with {sel}")
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! `palisade check SRC DST --port P`: one connection, decided with reasons on both sides.
+
+use crate::describe::{side_json, side_text, subject_name};
+use crate::input;
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use palisade_engine::{Analysis, Protocol, Subject};
+use serde_json::json;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Source: `namespace/pod`, `namespace/kind/name` for a workload, or an IP address.
+    pub src: String,
+    /// Destination, in the same forms as the source.
+    pub dst: String,
+    /// Destination port (1-65535).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    #[arg(long, default_value = "TCP", value_parser = parse_protocol)]
+    pub protocol: Protocol,
+    /// Manifest files or directories (recursive), or `-` for stdin. Repeatable.
+    #[arg(short = 'f', long = "file", required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: CheckFormat,
+}
+
+pub fn parse_protocol(text: &str) -> Result<Protocol, String> {
+    Protocol::parse(&text.to_ascii_uppercase())
+        .ok_or_else(|| format!("expected TCP, UDP or SCTP, got {text:?}"))
+}
+
+pub fn run(args: &CheckArgs, namespace: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let input = input::load(&args.files, namespace);
+    let analysis = &input.analysis;
+    let src = resolve(analysis, &args.src).context("source")?;
+    let dst = resolve(analysis, &args.dst).context("destination")?;
+    if matches!((src, dst), (Subject::External(_), Subject::External(_))) {
+        bail!("both ends are outside the cluster: NetworkPolicy has nothing to say");
+    }
+    let decision = analysis.decide(src, dst, args.protocol, args.port);
+    let verdict = if decision.allowed {
+        "ALLOWED"
+    } else {
+        "DENIED"
+    };
+    let (src_name, dst_name) = (subject_name(analysis, src), subject_name(analysis, dst));
+    match args.output {
+        CheckFormat::Text => {
+            writeln!(
+                out,
+                "{verdict}  {src_name} -> {dst_name}  {}/{}",
+                args.port, args.protocol
+            )?;
+            writeln!(out, "  egress of {src_name}:")?;
+            for line in side_text(analysis, &decision.egress) {
+                writeln!(out, "    {line}")?;
+            }
+            writeln!(out, "  ingress of {dst_name}:")?;
+            for line in side_text(analysis, &decision.ingress) {
+                writeln!(out, "    {line}")?;
+            }
+        }
+        CheckFormat::Json => {
+            let doc = json!({
+                "allowed": decision.allowed,
+                "src": src_name,
+                "dst": dst_name,
+                "port": args.port,
+                "protocol": args.protocol,
+                "egress": side_json(analysis, &decision.egress),
+                "ingress": side_json(analysis, &decision.ingress),
+                "input_errors": input.had_errors,
+            });
+            serde_json::to_writer_pretty(&mut *out, &doc)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(if input.had_errors {
+        ExitCode::from(crate::EXIT_ERRORS)
+    } else if decision.allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn resolve(analysis: &Analysis, text: &str) -> anyhow::Result<Subject> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(analysis.subject_for_ip(ip));
+    }
+    if let Some(id) = analysis.find_endpoint(text) {
+        return Ok(Subject::Endpoint(id));
+    }
+    let known: Vec<String> = analysis
+        .cluster()
+        .endpoints
+        .iter()
+        .map(|e| e.qualified_name())
+        .collect();
+    let hint = closest(text, &known)
+        .map(|k| format!("; did you mean {k}?"))
+        .unwrap_or_default();
+    bail!(
+        "no endpoint named {text:?} (expected namespace/pod, namespace/kind/name or an IP address){hint}"
+    )
+}
+
+fn closest<'a>(wanted: &str, known: &'a [String]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (strsim::levenshtein(wanted, k), k))
+        .filter(|(d, k)| *d <= k.len().max(wanted.len()) / 3)
+        .min()
+        .map(|(_, k)| k.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_suggests_only_near_names() {
+        let known = vec![
+            "expense/poda".to_string(),
+            "instana/daemonset/agent".to_string(),
+        ];
+        assert_eq!(closest("expense/pod-a", &known), Some("expense/poda"));
+        assert_eq!(closest("something/else", &known), None);
+    }
+}

@@ -1,0 +1,82 @@
+//! `palisade`: one policy engine, three faces (analyze, enforce, prove).
+
+mod check;
+mod describe;
+mod explain;
+mod input;
+mod matrix;
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "palisade",
+    version,
+    about = "Analyze, enforce and prove Kubernetes NetworkPolicies"
+)]
+struct Cli {
+    /// Namespace for objects that name none.
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        global = true,
+        default_value = "default"
+    )]
+    namespace: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// May SRC open a connection to DST on this port? Exit 0 allowed, 1 denied, 2 errors.
+    Check(check::CheckArgs),
+    /// Every ordered pair of endpoints, per port and protocol.
+    Matrix(matrix::MatrixArgs),
+    /// Each policy in plain words, and which pods no policy isolates.
+    Explain(explain::ExplainArgs),
+}
+
+/// Exit status for input errors and failures, as `check` documents (0 allowed, 1 denied).
+const EXIT_ERRORS: u8 = 2;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = match &cli.command {
+        Command::Check(args) => check::run(args, &cli.namespace, &mut out),
+        Command::Matrix(args) => matrix::run(args, &cli.namespace, &mut out),
+        Command::Explain(args) => explain::run(args, &cli.namespace, &mut out),
+    };
+    let flushed = out.flush();
+    match (result, flushed) {
+        (Ok(code), Ok(())) => code,
+        // A closed pipe (`palisade matrix … | head`) is not an error worth a message.
+        (_, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        (Err(e), _) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        (Err(e), _) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERRORS)
+        }
+        (Ok(_), Err(e)) => {
+            eprintln!("error: writing output: {e}");
+            ExitCode::from(EXIT_ERRORS)
+        }
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
