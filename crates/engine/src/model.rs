@@ -96,11 +96,12 @@ pub struct PolicyTypes {
 
 impl PolicyTypes {
     /// The API server's defaulting: without `policyTypes`, Ingress always, and Egress only when
-    /// the policy has an egress section.
-    pub fn defaulted(declared: Option<PolicyTypes>, has_egress_section: bool) -> Self {
+    /// the policy has at least one egress rule (`egress: []` does not count, as upstream's
+    /// `len(spec.Egress) != 0`).
+    pub fn defaulted(declared: Option<PolicyTypes>, has_egress_rules: bool) -> Self {
         declared.unwrap_or(PolicyTypes {
             ingress: true,
-            egress: has_egress_section,
+            egress: has_egress_rules,
         })
     }
 }
