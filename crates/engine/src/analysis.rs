@@ -3,8 +3,8 @@
 //! every selector of the cluster.
 
 use crate::model::{
-    Cluster, Direction, Endpoint, IpBlock, Namespace, NamespaceScope, NetworkPolicy, Peer,
-    PortRef, PortRule, Rule,
+    Cluster, Direction, Endpoint, IpBlock, Namespace, NamespaceScope, NetworkPolicy, Peer, PortRef,
+    PortRule, Rule,
 };
 use crate::ports::{PortSet, Protocol};
 use crate::selector::Labels;
@@ -280,7 +280,9 @@ impl Analysis {
             .iter()
             .enumerate()
             .filter(|(_, ep)| {
-                ep.namespace == p.namespace && !ep.host_network && p.pod_selector.matches(&ep.labels)
+                ep.namespace == p.namespace
+                    && !ep.host_network
+                    && p.pod_selector.matches(&ep.labels)
             })
             .map(|(i, _)| i)
             .collect()
@@ -346,7 +348,10 @@ impl Analysis {
             }
             let max = if v4 { u128::from(u32::MAX) } else { u128::MAX };
             let mut cuts: BTreeSet<u128> = BTreeSet::from([0]);
-            for net in family.iter().flat_map(|b| std::iter::once(&b.cidr).chain(&b.except)) {
+            for net in family
+                .iter()
+                .flat_map(|b| std::iter::once(&b.cidr).chain(&b.except))
+            {
                 cuts.insert(ip_to_u128(net.network()));
                 if let Some(next) = ip_to_u128(net.broadcast()).checked_add(1)
                     && next <= max
@@ -422,9 +427,7 @@ impl Analysis {
                 let Some(peer) = self.matching_peer(policy, rule, other) else {
                     continue;
                 };
-                let Some(port_entry) =
-                    self.matching_port(rule, destination, protocol, port)
-                else {
+                let Some(port_entry) = self.matching_port(rule, destination, protocol, port) else {
                     continue;
                 };
                 by.push(RuleRef {
@@ -445,7 +448,12 @@ impl Analysis {
     }
 
     /// `None` when not isolated in this direction; otherwise the ports its rules admit.
-    fn side_ports(&self, direction: Direction, subject: Subject, other: Subject) -> Option<PortSet> {
+    fn side_ports(
+        &self,
+        direction: Direction,
+        subject: Subject,
+        other: Subject,
+    ) -> Option<PortSet> {
         let isolating = self.isolation(subject, direction)?;
         if isolating.is_empty() {
             return None;
@@ -487,7 +495,10 @@ impl Analysis {
             (Peer::IpBlock(block), Subject::External(ip)) => block.contains(ip),
             (Peer::IpBlock(block), Subject::Endpoint(id)) => {
                 // As the upstream e2e suite expects: an ipBlock matches a pod by its address.
-                self.cluster.endpoints[id].ips.iter().any(|ip| block.contains(*ip))
+                self.cluster.endpoints[id]
+                    .ips
+                    .iter()
+                    .any(|ip| block.contains(*ip))
             }
             (Peer::Pods { .. }, Subject::External(_)) => false,
             (Peer::Pods { namespaces, pods }, Subject::Endpoint(id)) => {
@@ -523,7 +534,10 @@ impl Analysis {
         }
         rule.ports
             .iter()
-            .position(|entry| self.port_entry_set(entry, destination).contains(protocol, port))
+            .position(|entry| {
+                self.port_entry_set(entry, destination)
+                    .contains(protocol, port)
+            })
             .map(Some)
     }
 

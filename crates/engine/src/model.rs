@@ -256,7 +256,9 @@ impl Peer {
                         format!("{which_pods} in namespace {policy_namespace}")
                     }
                     NamespaceScope::Selected(sel) if sel.selects_everything() => {
-                        format!("{which_pods} in every namespace (cluster only, no outside address)")
+                        format!(
+                            "{which_pods} in every namespace (cluster only, no outside address)"
+                        )
                     }
                     NamespaceScope::Selected(sel) => {
                         format!("{which_pods} in namespaces with {sel}")

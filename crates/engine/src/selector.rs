@@ -139,7 +139,12 @@ mod tests {
             (req("app", NotIn, &["web"]), false, true, true),
             (req("app", Exists, &[]), true, true, false),
             (req("app", DoesNotExist, &[]), false, false, true),
-            (LabelSelector::with_labels([("app", "web")]), true, false, false),
+            (
+                LabelSelector::with_labels([("app", "web")]),
+                true,
+                false,
+                false,
+            ),
             (LabelSelector::everything(), true, true, true),
         ];
         for (sel, w, d, n) in table {
