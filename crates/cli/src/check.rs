@@ -41,7 +41,7 @@ pub fn parse_protocol(text: &str) -> Result<Protocol, String> {
 }
 
 pub fn run(args: &CheckArgs, namespace: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let input = input::load(&args.files, namespace);
+    let input = input::load(&args.files, namespace, &crate::progress::Progress::new());
     let analysis = &input.analysis;
     let src = resolve(analysis, &args.src).context("source")?;
     let dst = resolve(analysis, &args.dst).context("destination")?;

@@ -49,7 +49,7 @@ struct NamespaceView {
 }
 
 pub fn run(args: &ExplainArgs, namespace: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let input = input::load(&args.paths, namespace);
+    let input = input::load(&args.paths, namespace, &crate::progress::Progress::new());
     let analysis = &input.analysis;
     let policies: Vec<PolicyView> = (0..analysis.cluster().policies.len())
         .map(|id| {

@@ -1,5 +1,6 @@
 //! Loading manifests for a command and reporting what went wrong on stderr.
 
+use crate::progress::Progress;
 use palisade_engine::Analysis;
 use palisade_manifest::{LoadOptions, Loaded, load_paths};
 use std::path::PathBuf;
@@ -12,11 +13,13 @@ pub struct Input {
 
 /// Loads every path, prints each diagnostic and one summary line of skipped kinds to stderr, and
 /// keeps going with whatever was valid.
-pub fn load(paths: &[PathBuf], namespace: &str) -> Input {
+pub fn load(paths: &[PathBuf], namespace: &str, progress: &Progress) -> Input {
     let options = LoadOptions {
         default_namespace: namespace.to_string(),
     };
+    progress.step("loading manifests");
     let mut loaded = load_paths(paths, &options);
+    progress.step("indexing policies");
     for diagnostic in &loaded.diagnostics {
         eprintln!("{diagnostic}");
     }

@@ -5,6 +5,8 @@ mod describe;
 mod explain;
 mod input;
 mod matrix;
+mod progress;
+mod summary;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;

@@ -1,11 +1,11 @@
 //! `palisade matrix`: every ordered pair of endpoints, per port and protocol, streamed.
 
 use crate::input;
+use crate::progress::Progress;
 use clap::{Args, ValueEnum};
-use palisade_engine::{Analysis, ClassId, PortRef, PortSet, Protocol, Subject};
-use std::collections::{BTreeSet, HashMap};
+use palisade_engine::{Analysis, Connectivity, Node as EngineNode, PortRef, Protocol, Subject};
+use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,9 +14,15 @@ pub enum MatrixFormat {
     Table,
     Tsv,
     Json,
+    /// One JSON object per line.
+    Jsonl,
     Csv,
     Md,
     Dot,
+    /// One row per ordered pair with its whole allowed port set: `src dst allowed`.
+    Pairs,
+    /// Counts per namespace pair and per class of identical pods; for clusters of any size.
+    Summary,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,67 +57,87 @@ struct Node {
     /// The namespace, or "outside the cluster".
     group: String,
     subject: Subject,
-    /// What a class-level cache can key on: endpoints that share a class decide alike.
-    key: NodeKey,
+    /// Endpoints of one class decide alike.
+    key: EngineNode,
     ports: Vec<(u16, Protocol)>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum NodeKey {
-    Class(ClassId),
-    External(IpAddr),
+impl Node {
+    fn is_external(&self) -> bool {
+        matches!(self.key, EngineNode::External(_))
+    }
 }
 
 struct Pair<'a> {
     src: &'a Node,
     dst: &'a Node,
     loopback: bool,
+    /// The whole allowed port set, as `PortSet` prints it.
+    allowed: String,
     /// (port, protocol, allowed), ports ascending.
     results: Vec<(u16, Protocol, bool)>,
 }
 
 pub fn run(args: &MatrixArgs, namespace: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let input = input::load(&args.paths, namespace);
+    let progress = Progress::new();
+    let input = input::load(&args.paths, namespace, &progress);
     let analysis = &input.analysis;
-    let nodes = nodes(analysis, args);
+    progress.step("computing connectivity");
+    let connectivity = analysis.connectivity();
+    let nodes = nodes(analysis, &connectivity, args);
+    if args.output == MatrixFormat::Summary {
+        progress.step("summarising");
+        crate::summary::write(
+            out,
+            analysis,
+            &connectivity,
+            args.external == ExternalMode::Auto,
+        )?;
+        progress.finish();
+        return Ok(exit_code(input.had_errors));
+    }
     let mut writer = MatrixWriter::new(args.output, out, &nodes)?;
-    let mut cache: HashMap<(NodeKey, NodeKey), PortSet> = HashMap::new();
+    let bar = progress.bar("writing pairs", nodes.len() as u64);
+    let every_port = palisade_engine::PortSet::all();
     for src in &nodes {
         for dst in &nodes {
-            if matches!(src.key, NodeKey::External(_)) && matches!(dst.key, NodeKey::External(_)) {
+            if src.is_external() && dst.is_external() {
                 continue;
             }
             let loopback = analysis.is_loopback(src.subject, dst.subject);
             let allowed = if loopback {
-                PortSet::all()
+                &every_port
             } else {
-                cache
-                    .entry((src.key, dst.key))
-                    .or_insert_with(|| analysis.allowed_ports(src.subject, dst.subject))
-                    .clone()
+                connectivity.allowed(src.key, dst.key)
             };
-            let results = dst
-                .ports
-                .iter()
-                .map(|&(port, proto)| (port, proto, allowed.contains(proto, port)))
-                .collect();
             writer.pair(&Pair {
                 src,
                 dst,
                 loopback,
-                results,
+                allowed: allowed.to_string(),
+                results: dst
+                    .ports
+                    .iter()
+                    .map(|&(port, proto)| (port, proto, allowed.contains(proto, port)))
+                    .collect(),
             })?;
         }
+        bar.inc(1);
     }
     writer.finish()?;
-    Ok(if input.had_errors {
+    progress.finish();
+    Ok(exit_code(input.had_errors))
+}
+
+fn exit_code(had_errors: bool) -> ExitCode {
+    if had_errors {
         ExitCode::from(crate::EXIT_ERRORS)
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
-fn nodes(analysis: &Analysis, args: &MatrixArgs) -> Vec<Node> {
+fn nodes(analysis: &Analysis, connectivity: &Connectivity, args: &MatrixArgs) -> Vec<Node> {
     let cluster = analysis.cluster();
     let rule_ports = mentioned_ports(analysis, false);
     let external_ports = {
@@ -157,18 +183,18 @@ fn nodes(analysis: &Analysis, args: &MatrixArgs) -> Vec<Node> {
                 name: format!("{}/{}", ep.namespace, ep.name),
                 group: ep.namespace.clone(),
                 subject: Subject::Endpoint(id),
-                key: NodeKey::Class(analysis.class_of(id)),
+                key: EngineNode::Class(analysis.class_of(id)),
                 ports: choose(declared),
             }
         })
         .collect();
     if args.external == ExternalMode::Auto {
-        for range in analysis.external_ranges() {
+        for (index, range) in connectivity.externals().iter().enumerate() {
             nodes.push(Node {
                 name: range.label(),
                 group: "outside the cluster".to_string(),
                 subject: Subject::External(range.first),
-                key: NodeKey::External(range.first),
+                key: EngineNode::External(index),
                 ports: choose(external_ports.iter().copied().collect()),
             });
         }
@@ -220,6 +246,8 @@ impl<'w> MatrixWriter<'w> {
         };
         match format {
             MatrixFormat::Tsv => writeln!(writer.out, "src\tdst\tport\tprotocol\tallowed")?,
+            MatrixFormat::Pairs => writeln!(writer.out, "src\tdst\tallowed")?,
+            MatrixFormat::Jsonl | MatrixFormat::Summary => {}
             MatrixFormat::Csv => writeln!(writer.out, "src,dst,port,protocol,allowed")?,
             MatrixFormat::Json => write!(writer.out, "[")?,
             MatrixFormat::Md => {
@@ -244,9 +272,10 @@ impl<'w> MatrixWriter<'w> {
                     writeln!(writer.out, "  subgraph cluster_{i} {{")?;
                     writeln!(writer.out, "    label={};", dot_quote(group))?;
                     for node in nodes.iter().filter(|n| n.group == *group) {
-                        let shape = match node.key {
-                            NodeKey::External(_) => " [shape=ellipse]",
-                            NodeKey::Class(_) => "",
+                        let shape = if node.is_external() {
+                            " [shape=ellipse]"
+                        } else {
+                            ""
                         };
                         writeln!(writer.out, "    {}{shape};", dot_quote(&node.name))?;
                     }
@@ -273,12 +302,18 @@ impl<'w> MatrixWriter<'w> {
                     )?;
                 }
             }
-            MatrixFormat::Json => {
+            MatrixFormat::Pairs => writeln!(self.out, "{src}\t{dst}\t{}", pair.allowed)?,
+            MatrixFormat::Summary => {}
+            MatrixFormat::Json | MatrixFormat::Jsonl => {
                 for &(port, proto, allowed) in &pair.results {
                     let row = serde_json::json!({
                         "src": src, "dst": dst, "port": port, "protocol": proto,
                         "allowed": allowed, "loopback": pair.loopback,
                     });
+                    if self.format == MatrixFormat::Jsonl {
+                        writeln!(self.out, "{row}")?;
+                        continue;
+                    }
                     let sep = if self.rows_written == 0 {
                         "\n  "
                     } else {

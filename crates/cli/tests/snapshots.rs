@@ -120,3 +120,21 @@ fn explain_text() {
 fn explain_json() {
     insta::assert_snapshot!(palisade(&["explain", "examples/expense", "-o", "json"]));
 }
+
+#[test]
+fn matrix_summary_counts_pod_pairs() {
+    insta::assert_snapshot!(palisade(&["matrix", "examples/expense", "-o", "summary"]));
+}
+
+#[test]
+fn matrix_pairs_and_json_lines() {
+    insta::assert_snapshot!(palisade(&["matrix", "examples/expense", "-o", "pairs"]));
+    insta::assert_snapshot!(palisade(&[
+        "matrix",
+        "examples/expense",
+        "-o",
+        "jsonl",
+        "--external",
+        "none"
+    ]));
+}

@@ -76,6 +76,11 @@ pub struct ExternalRange {
 }
 
 impl ExternalRange {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.first.is_ipv4()
+            && (ip_to_u128(self.first)..=ip_to_u128(self.last)).contains(&ip_to_u128(ip))
+    }
+
     /// `a.b.c.d/n` when the range is exactly one prefix, `first-last` otherwise.
     pub fn label(&self) -> String {
         let (first, last) = (ip_to_u128(self.first), ip_to_u128(self.last));
@@ -97,11 +102,11 @@ impl ExternalRange {
 /// Endpoints that share namespace, labels, ports, host networking and the set of ipBlocks their
 /// addresses fall in: every policy decision about one holds for all.
 #[derive(Debug)]
-struct Class {
-    representative: EndpointId,
-    namespace: usize,
+pub(crate) struct Class {
+    pub(crate) representative: EndpointId,
+    pub(crate) namespace: usize,
     /// Policies that select the class and isolate it, per direction (ingress, egress).
-    isolating: [Vec<PolicyId>; 2],
+    pub(crate) isolating: [Vec<PolicyId>; 2],
 }
 
 #[derive(Hash, PartialEq, Eq)]
@@ -114,15 +119,15 @@ struct ClassKey<'a> {
 }
 
 pub struct Analysis {
-    cluster: Cluster,
-    namespace_index: HashMap<String, usize>,
+    pub(crate) cluster: Cluster,
+    pub(crate) namespace_index: HashMap<String, usize>,
     endpoint_class: Vec<ClassId>,
-    classes: Vec<Class>,
+    pub(crate) classes: Vec<Class>,
     endpoint_by_name: HashMap<String, EndpointId>,
     endpoint_by_ip: HashMap<IpAddr, EndpointId>,
 }
 
-fn direction_slot(direction: Direction) -> usize {
+pub(crate) fn direction_slot(direction: Direction) -> usize {
     match direction {
         Direction::Ingress => 0,
         Direction::Egress => 1,
@@ -541,7 +546,7 @@ impl Analysis {
             .map(Some)
     }
 
-    fn rule_ports(&self, rule: &Rule, destination: Subject) -> PortSet {
+    pub(crate) fn rule_ports(&self, rule: &Rule, destination: Subject) -> PortSet {
         if rule.ports.is_empty() {
             return PortSet::all();
         }
@@ -552,7 +557,7 @@ impl Analysis {
         set
     }
 
-    fn port_entry_set(&self, entry: &PortRule, destination: Subject) -> PortSet {
+    pub(crate) fn port_entry_set(&self, entry: &PortRule, destination: Subject) -> PortSet {
         match &entry.port {
             None => PortSet::all_of(entry.protocol),
             Some(PortRef::Number(first)) => {

@@ -3,15 +3,16 @@
 //! cannot disagree.
 
 mod analysis;
+mod connectivity;
 mod model;
 mod ports;
 mod program;
 mod selector;
 
 pub use analysis::{
-    Analysis, ClassId, Decision, EndpointId, ExternalRange, PolicyId, RuleRef, SideVerdict,
-    Subject,
+    Analysis, ClassId, Decision, EndpointId, ExternalRange, PolicyId, RuleRef, SideVerdict, Subject,
 };
+pub use connectivity::{Connectivity, Node, PortSetId};
 pub use model::{
     Cluster, ContainerPort, Direction, Endpoint, EndpointKind, IpBlock, NAMESPACE_NAME_LABEL,
     Namespace, NamespaceScope, NetworkPolicy, Peer, PolicyTypes, PortRef, PortRule, Rule,

@@ -4,7 +4,7 @@
 
 use palisade_engine::{
     Analysis, ContainerPort, Endpoint, IpBlock, LabelSelector, Labels, NAMESPACE_NAME_LABEL,
-    Namespace, NamespaceScope, NetworkPolicy, Operator, Peer, PolicyTypes, PortRef, PortRule,
+    Namespace, NamespaceScope, NetworkPolicy, Node, Operator, Peer, PolicyTypes, PortRef, PortRule,
     Protocol, Requirement, Rule, Subject,
 };
 use std::fmt::Write as _;
@@ -427,6 +427,11 @@ impl World {
     /// (`decide` and `allowed_ports`) or a decision and its own reasons disagree.
     pub fn observe(&self) -> Observation {
         let analysis = self.analysis();
+        let connectivity = analysis.connectivity();
+        let node = |subject: Subject| match subject {
+            Subject::Endpoint(id) => Some(Node::Class(analysis.class_of(id))),
+            Subject::External(ip) => connectivity.external_node(ip),
+        };
         let mut grid = Grid::new(self.subjects(), false);
         let mut inconsistencies = Vec::new();
         let subjects = grid.subjects.clone();
@@ -443,6 +448,17 @@ impl World {
                     continue;
                 }
                 let ports = analysis.allowed_ports(src.subject, dst.subject);
+                if let (Some(s), Some(d)) = (node(src.subject), node(dst.subject))
+                    && !analysis.is_loopback(src.subject, dst.subject)
+                    && *connectivity.allowed(s, d) != ports
+                {
+                    inconsistencies.push(format!(
+                        "{} -> {}: allowed_ports says {ports}, connectivity says {}",
+                        src.label,
+                        dst.label,
+                        connectivity.allowed(s, d)
+                    ));
+                }
                 for protocol in Protocol::ALL {
                     for port in AGREEMENT_PORTS {
                         let decision = analysis.decide(src.subject, dst.subject, protocol, port);

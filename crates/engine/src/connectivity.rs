@@ -1,0 +1,613 @@
+//! The connectivity of a whole cluster at once, for matrices of large clusters.
+//!
+//! A connection needs the source's egress and the destination's ingress, so each direction is
+//! computed as its own table and the two are intersected per pair:
+//! - rows ("profiles") group the subjects of a direction that are isolated by the same policies
+//!   (and, where named ports matter, declare the same ports): they have the same rules;
+//! - columns ("groups") partition the other ends by membership in the rules' peer sets: no rule of
+//!   this direction can tell two members of one group apart.
+//!
+//! Cells hold interned port sets, so a pair's answer is two table lookups and one memoised
+//! intersection, and the work grows with profiles × groups rather than with pods².
+
+use crate::analysis::{Analysis, ClassId, ExternalRange, Subject, direction_slot};
+use crate::model::{Direction, NamespaceScope, Peer, PortRef, Rule};
+use crate::ports::PortSet;
+use crate::selector::{LabelSelector, Operator};
+use fixedbitset::FixedBitSet;
+use rustc_hash::FxHashMap;
+
+/// One end of a connection at the granularity of [`Connectivity`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Node {
+    Class(ClassId),
+    /// Index into [`Connectivity::externals`].
+    External(usize),
+}
+
+pub type PortSetId = u32;
+
+const EMPTY: PortSetId = 0;
+const ALL: PortSetId = 1;
+
+/// Densely tabulated intersections are kept up to this many cells; beyond, computed on demand.
+const MAX_DENSE_INTERSECTIONS: usize = 1 << 24;
+
+pub struct Connectivity {
+    port_sets: Vec<PortSet>,
+    externals: Vec<ExternalRange>,
+    classes: usize,
+    egress: SideTable,
+    ingress: SideTable,
+    intersections: Intersections,
+}
+
+/// Egress cell ∩ ingress cell, by id: a dense table over the distinct ids each side uses, or
+/// (for pathological inputs with thousands of distinct port sets) a map of the pairs that occur.
+enum Intersections {
+    Dense {
+        egress_local: Vec<u32>,
+        ingress_local: Vec<u32>,
+        ingress_distinct: usize,
+        table: Vec<PortSetId>,
+    },
+    Sparse(FxHashMap<(PortSetId, PortSetId), PortSetId>),
+}
+
+struct SideTable {
+    /// Per node: its row when it is this direction's subject.
+    profile: Vec<u32>,
+    /// Per node: its column when it is the other end.
+    group: Vec<u32>,
+    groups: usize,
+    cells: Vec<PortSetId>,
+}
+
+impl SideTable {
+    fn cell(&self, subject: usize, other: usize) -> PortSetId {
+        self.cells[self.profile[subject] as usize * self.groups + self.group[other] as usize]
+    }
+}
+
+impl Connectivity {
+    pub fn externals(&self) -> &[ExternalRange] {
+        &self.externals
+    }
+
+    /// The node an outside address falls in; `None` when no ipBlock mentions its family.
+    pub fn external_node(&self, ip: std::net::IpAddr) -> Option<Node> {
+        self.externals
+            .iter()
+            .position(|r| r.contains(ip))
+            .map(Node::External)
+    }
+
+    /// Every (protocol, port) on which `src` may open a connection to `dst`. For two endpoints
+    /// of one class this is pod-to-sibling traffic; a pod to itself is loopback, which
+    /// [`Analysis::is_loopback`] tells.
+    pub fn allowed(&self, src: Node, dst: Node) -> &PortSet {
+        &self.port_sets[self.allowed_id(src, dst) as usize]
+    }
+
+    /// [`Self::allowed`] as an id: equal ids mean equal port sets, so callers can count by id.
+    pub fn allowed_id(&self, src: Node, dst: Node) -> PortSetId {
+        let (s, d) = (self.index(src), self.index(dst));
+        let egress = self.egress.cell(s, d);
+        let ingress = self.ingress.cell(d, s);
+        match &self.intersections {
+            Intersections::Dense {
+                egress_local,
+                ingress_local,
+                ingress_distinct,
+                table,
+            } => {
+                let row = egress_local[egress as usize] as usize;
+                table[row * ingress_distinct + ingress_local[ingress as usize] as usize]
+            }
+            Intersections::Sparse(map) => map[&(egress, ingress)],
+        }
+    }
+
+    pub fn port_set_count(&self) -> usize {
+        self.port_sets.len()
+    }
+
+    pub fn port_set(&self, id: PortSetId) -> &PortSet {
+        &self.port_sets[id as usize]
+    }
+
+    /// How many distinct rows and columns the two directions' tables have: the size of the
+    /// problem after compression, for benchmarks and progress.
+    pub fn table_sizes(&self) -> [(usize, usize); 2] {
+        let rows = |t: &SideTable| t.cells.len() / t.groups.max(1);
+        [
+            (rows(&self.egress), self.egress.groups),
+            (rows(&self.ingress), self.ingress.groups),
+        ]
+    }
+
+    fn index(&self, node: Node) -> usize {
+        match node {
+            Node::Class(c) => c,
+            Node::External(x) => self.classes + x,
+        }
+    }
+}
+
+/// Interns port sets and memoises unions of interned sets.
+struct PortSets {
+    sets: Vec<PortSet>,
+    ids: FxHashMap<PortSet, PortSetId>,
+    unions: FxHashMap<(PortSetId, PortSetId), PortSetId>,
+}
+
+impl PortSets {
+    fn new() -> Self {
+        let mut this = Self {
+            sets: Vec::new(),
+            ids: FxHashMap::default(),
+            unions: FxHashMap::default(),
+        };
+        this.intern(PortSet::empty());
+        this.intern(PortSet::all());
+        this
+    }
+
+    fn intern(&mut self, set: PortSet) -> PortSetId {
+        if let Some(&id) = self.ids.get(&set) {
+            return id;
+        }
+        let id = self.sets.len() as PortSetId;
+        self.sets.push(set.clone());
+        self.ids.insert(set, id);
+        id
+    }
+
+    fn union(&mut self, a: PortSetId, b: PortSetId) -> PortSetId {
+        if a == b || b == EMPTY || a == ALL {
+            return a;
+        }
+        if a == EMPTY || b == ALL {
+            return b;
+        }
+        let key = (a.min(b), a.max(b));
+        if let Some(&id) = self.unions.get(&key) {
+            return id;
+        }
+        let mut set = self.sets[a as usize].clone();
+        set.union_with(&self.sets[b as usize]);
+        let id = self.intern(set);
+        self.unions.insert(key, id);
+        id
+    }
+}
+
+/// A rule of one direction, compiled: its peer set and its ports.
+struct CompiledRule<'a> {
+    peer_set: usize,
+    rule: &'a Rule,
+    /// `None` when the ports depend on the destination (named ports).
+    constant_ports: Option<PortSetId>,
+}
+
+/// Peer sets over nodes (classes, then external ranges), memoised by value.
+struct PeerSets<'a> {
+    analysis: &'a Analysis,
+    externals: &'a [ExternalRange],
+    nodes: usize,
+    sets: Vec<FixedBitSet>,
+    by_rule_peers: FxHashMap<(Option<usize>, &'a [Peer]), usize>,
+    by_peer: FxHashMap<(Option<usize>, &'a Peer), FixedBitSet>,
+    label_index: FxHashMap<(&'a str, &'a str), Vec<ClassId>>,
+    key_index: FxHashMap<&'a str, Vec<ClassId>>,
+    classes_by_namespace: Vec<Vec<ClassId>>,
+    classes_with_ips: Vec<ClassId>,
+}
+
+impl<'a> PeerSets<'a> {
+    fn new(analysis: &'a Analysis, externals: &'a [ExternalRange]) -> Self {
+        let mut label_index: FxHashMap<(&str, &str), Vec<ClassId>> = FxHashMap::default();
+        let mut key_index: FxHashMap<&str, Vec<ClassId>> = FxHashMap::default();
+        let mut classes_by_namespace = vec![Vec::new(); analysis.cluster.namespaces.len()];
+        let mut classes_with_ips = Vec::new();
+        for (id, class) in analysis.classes.iter().enumerate() {
+            let rep = &analysis.cluster.endpoints[class.representative];
+            if !rep.ips.is_empty() {
+                classes_with_ips.push(id);
+            }
+            if rep.host_network {
+                continue;
+            }
+            classes_by_namespace[class.namespace].push(id);
+            for (k, v) in &rep.labels {
+                label_index.entry((k, v)).or_default().push(id);
+                key_index.entry(k).or_default().push(id);
+            }
+        }
+        Self {
+            analysis,
+            externals,
+            nodes: analysis.classes.len() + externals.len(),
+            sets: Vec::new(),
+            by_rule_peers: FxHashMap::default(),
+            by_peer: FxHashMap::default(),
+            label_index,
+            key_index,
+            classes_by_namespace,
+            classes_with_ips,
+        }
+    }
+
+    /// The set of nodes a rule's peers match; `policy_namespace` matters only for peers without a
+    /// namespaceSelector, so it is part of the key only then.
+    fn rule_set(&mut self, policy_namespace: usize, peers: &'a [Peer]) -> usize {
+        let scoped = peers.iter().any(|p| {
+            matches!(
+                p,
+                Peer::Pods {
+                    namespaces: NamespaceScope::PolicyNamespace,
+                    ..
+                }
+            )
+        });
+        let key = (scoped.then_some(policy_namespace), peers);
+        if let Some(&id) = self.by_rule_peers.get(&key) {
+            return id;
+        }
+        let mut set = FixedBitSet::with_capacity(self.nodes);
+        if peers.is_empty() {
+            set.insert_range(..);
+        }
+        for peer in peers {
+            set.union_with(self.peer_set(policy_namespace, peer));
+        }
+        self.sets.push(set);
+        let id = self.sets.len() - 1;
+        self.by_rule_peers.insert(key, id);
+        id
+    }
+
+    fn peer_set(&mut self, policy_namespace: usize, peer: &'a Peer) -> &FixedBitSet {
+        let scoped = matches!(
+            peer,
+            Peer::Pods {
+                namespaces: NamespaceScope::PolicyNamespace,
+                ..
+            }
+        );
+        let key = (scoped.then_some(policy_namespace), peer);
+        if !self.by_peer.contains_key(&key) {
+            let set = self.compute_peer_set(policy_namespace, peer);
+            self.by_peer.insert(key, set);
+        }
+        &self.by_peer[&key]
+    }
+
+    fn compute_peer_set(&self, policy_namespace: usize, peer: &Peer) -> FixedBitSet {
+        let mut set = FixedBitSet::with_capacity(self.nodes);
+        match peer {
+            Peer::IpBlock(block) => {
+                for &class in &self.classes_with_ips {
+                    let rep = &self.analysis.cluster.endpoints
+                        [self.analysis.classes[class].representative];
+                    if rep.ips.iter().any(|ip| block.contains(*ip)) {
+                        set.insert(class);
+                    }
+                }
+                let offset = self.analysis.classes.len();
+                for (i, range) in self.externals.iter().enumerate() {
+                    if block.contains(range.first) {
+                        set.insert(offset + i);
+                    }
+                }
+            }
+            Peer::Pods { namespaces, pods } => {
+                let namespaces_ok: Vec<bool> = match namespaces {
+                    NamespaceScope::PolicyNamespace => (0..self.classes_by_namespace.len())
+                        .map(|ns| ns == policy_namespace)
+                        .collect(),
+                    NamespaceScope::Selected(selector) => self
+                        .analysis
+                        .cluster
+                        .namespaces
+                        .iter()
+                        .map(|ns| selector.matches(&ns.labels))
+                        .collect(),
+                };
+                let candidates: Box<dyn Iterator<Item = ClassId> + '_> = match self.candidates(pods)
+                {
+                    Some(list) => Box::new(list.into_iter()),
+                    None => Box::new(
+                        namespaces_ok
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, ok)| **ok)
+                            .flat_map(|(ns, _)| self.classes_by_namespace[ns].iter().copied()),
+                    ),
+                };
+                for class in candidates {
+                    let class_info = &self.analysis.classes[class];
+                    let rep = &self.analysis.cluster.endpoints[class_info.representative];
+                    if namespaces_ok[class_info.namespace] && pods.matches(&rep.labels) {
+                        set.insert(class);
+                    }
+                }
+            }
+        }
+        set
+    }
+
+    /// A superset of the classes a pod selector can match, from the label index, when the
+    /// selector has a positive term to look up; `None` means "scan the namespaces".
+    fn candidates(&self, selector: &LabelSelector) -> Option<Vec<ClassId>> {
+        let lookup = |k: &str, v: &str| -> Vec<ClassId> {
+            self.label_index.get(&(k, v)).cloned().unwrap_or_default()
+        };
+        let mut best: Option<Vec<ClassId>> = None;
+        let mut consider = |list: Vec<ClassId>| {
+            if best.as_ref().is_none_or(|b| list.len() < b.len()) {
+                best = Some(list);
+            }
+        };
+        for (k, v) in &selector.match_labels {
+            consider(lookup(k, v));
+        }
+        for requirement in &selector.match_expressions {
+            match requirement.operator {
+                Operator::In => {
+                    let mut list: Vec<ClassId> = requirement
+                        .values
+                        .iter()
+                        .flat_map(|v| lookup(&requirement.key, v))
+                        .collect();
+                    list.sort_unstable();
+                    list.dedup();
+                    consider(list);
+                }
+                Operator::Exists => consider(
+                    self.key_index
+                        .get(requirement.key.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+                Operator::NotIn | Operator::DoesNotExist => {}
+            }
+        }
+        best
+    }
+}
+
+impl Analysis {
+    /// The connectivity of every pair of classes and outside ranges (see [`Connectivity`]).
+    pub fn connectivity(&self) -> Connectivity {
+        let externals = self.external_ranges();
+        let mut port_sets = PortSets::new();
+        let (egress, ingress) = {
+            let mut peers = PeerSets::new(self, &externals);
+            let egress = self.side_table(Direction::Egress, &mut peers, &mut port_sets);
+            let ingress = self.side_table(Direction::Ingress, &mut peers, &mut port_sets);
+            (egress, ingress)
+        };
+        let intersections = intersections(&egress, &ingress, &mut port_sets);
+        Connectivity {
+            port_sets: port_sets.sets,
+            classes: self.classes.len(),
+            externals,
+            egress,
+            ingress,
+            intersections,
+        }
+    }
+
+    fn side_table<'a>(
+        &'a self,
+        direction: Direction,
+        peers: &mut PeerSets<'a>,
+        port_sets: &mut PortSets,
+    ) -> SideTable {
+        let slot = direction_slot(direction);
+        let nodes = peers.nodes;
+        let classes = self.classes.len();
+
+        // Compile every rule of every policy that isolates in this direction, once.
+        let mut compiled: Vec<Vec<usize>> = vec![Vec::new(); self.cluster.policies.len()];
+        let mut rules: Vec<CompiledRule<'a>> = Vec::new();
+        let mut named_ports = false;
+        for (policy_id, policy) in self.cluster.policies.iter().enumerate() {
+            if !policy.isolates(direction) {
+                continue;
+            }
+            let ns = self.namespace_index[&policy.namespace];
+            for rule in policy.rules(direction) {
+                let depends_on_destination = rule
+                    .ports
+                    .iter()
+                    .any(|p| matches!(p.port, Some(PortRef::Named(_))));
+                named_ports |= depends_on_destination;
+                let constant_ports = (!depends_on_destination).then(|| {
+                    // Without named ports the destination does not matter.
+                    port_sets.intern(self.rule_ports(
+                        rule,
+                        Subject::External(std::net::Ipv4Addr::UNSPECIFIED.into()),
+                    ))
+                });
+                compiled[policy_id].push(rules.len());
+                rules.push(CompiledRule {
+                    peer_set: peers.rule_set(ns, &rule.peers),
+                    rule,
+                    constant_ports,
+                });
+            }
+        }
+
+        // Columns: partition the other ends by membership in every peer set used here. Named
+        // ports resolve on the destination, which for egress is the other end.
+        let mut group: Vec<u32> = vec![0; nodes];
+        if named_ports && direction == Direction::Egress {
+            let mut by_ports: FxHashMap<&[crate::model::ContainerPort], u32> = FxHashMap::default();
+            for (class, g) in group.iter_mut().enumerate().take(classes) {
+                let ports = &self.cluster.endpoints[self.classes[class].representative].ports[..];
+                let next = by_ports.len() as u32 + 1;
+                *g = *by_ports.entry(ports).or_insert(next);
+            }
+        }
+        let mut used_sets: Vec<usize> = rules.iter().map(|r| r.peer_set).collect();
+        used_sets.sort_unstable();
+        used_sets.dedup();
+        let mut group_count = group.iter().max().map_or(1, |m| *m as usize + 1);
+        let mut split_into: Vec<u32> = Vec::new();
+        for &set in &used_sets {
+            // Every group that has members inside the set gets a fresh id for those members.
+            split_into.clear();
+            split_into.resize(group_count, u32::MAX);
+            for node in peers.sets[set].ones() {
+                let old = group[node] as usize;
+                if split_into[old] == u32::MAX {
+                    split_into[old] = group_count as u32;
+                    group_count += 1;
+                }
+                group[node] = split_into[old];
+            }
+        }
+        let (group, groups, representative) = compact(group);
+
+        // Groups inside each used set: where a rule's ports land.
+        let mut groups_in: FxHashMap<usize, Vec<u32>> = FxHashMap::default();
+        let mut seen = vec![usize::MAX; groups];
+        for &set in &used_sets {
+            let mut list = Vec::new();
+            for node in peers.sets[set].ones() {
+                let g = group[node] as usize;
+                if seen[g] != set {
+                    seen[g] = set;
+                    list.push(g as u32);
+                }
+            }
+            groups_in.insert(set, list);
+        }
+
+        // Rows: subjects with the same isolating policies (and, for ingress with named ports,
+        // the same declared ports) share a row. Row 0 is "not isolated": every port.
+        let mut profile = vec![0u32; nodes];
+        let mut rows: FxHashMap<(&[usize], &[crate::model::ContainerPort]), u32> =
+            FxHashMap::default();
+        let mut row_subjects: Vec<ClassId> = Vec::new();
+        for (class_id, class) in self.classes.iter().enumerate() {
+            let isolating = &class.isolating[slot][..];
+            if isolating.is_empty() {
+                continue;
+            }
+            let ports: &[crate::model::ContainerPort] =
+                if named_ports && direction == Direction::Ingress {
+                    &self.cluster.endpoints[class.representative].ports
+                } else {
+                    &[]
+                };
+            let next = rows.len() as u32 + 1;
+            profile[class_id] = *rows.entry((isolating, ports)).or_insert_with(|| {
+                row_subjects.push(class_id);
+                next
+            });
+        }
+
+        let mut cells = vec![ALL; groups];
+        for &subject in &row_subjects {
+            let start = cells.len();
+            cells.resize(start + groups, EMPTY);
+            let row = &mut cells[start..];
+            for &policy_id in &self.classes[subject].isolating[slot] {
+                for &rule_index in &compiled[policy_id] {
+                    let rule = &rules[rule_index];
+                    for &g in &groups_in[&rule.peer_set] {
+                        let ports = rule.constant_ports.unwrap_or_else(|| {
+                            let destination = match direction {
+                                Direction::Ingress => self.node_subject(subject, peers.externals),
+                                Direction::Egress => {
+                                    self.node_subject(representative[g as usize], peers.externals)
+                                }
+                            };
+                            port_sets.intern(self.rule_ports(rule.rule, destination))
+                        });
+                        row[g as usize] = port_sets.union(row[g as usize], ports);
+                    }
+                }
+            }
+        }
+        SideTable {
+            profile,
+            group,
+            groups,
+            cells,
+        }
+    }
+
+    fn node_subject(&self, node: usize, externals: &[ExternalRange]) -> Subject {
+        match node.checked_sub(self.classes.len()) {
+            None => Subject::Endpoint(self.classes[node].representative),
+            Some(x) => Subject::External(externals[x].first),
+        }
+    }
+}
+
+fn intersections(
+    egress: &SideTable,
+    ingress: &SideTable,
+    port_sets: &mut PortSets,
+) -> Intersections {
+    let local_ids = |cells: &[PortSetId]| {
+        let mut local = vec![u32::MAX; port_sets.sets.len()];
+        let mut distinct = Vec::new();
+        for &id in cells {
+            if local[id as usize] == u32::MAX {
+                local[id as usize] = distinct.len() as u32;
+                distinct.push(id);
+            }
+        }
+        (local, distinct)
+    };
+    let (egress_local, egress_ids) = local_ids(&egress.cells);
+    let (ingress_local, ingress_ids) = local_ids(&ingress.cells);
+    let mut intersect = |e: PortSetId, i: PortSetId| {
+        let set = port_sets.sets[e as usize].intersection(&port_sets.sets[i as usize]);
+        port_sets.intern(set)
+    };
+    if egress_ids.len() * ingress_ids.len() <= MAX_DENSE_INTERSECTIONS {
+        let mut table = Vec::with_capacity(egress_ids.len() * ingress_ids.len());
+        for &e in &egress_ids {
+            for &i in &ingress_ids {
+                table.push(intersect(e, i));
+            }
+        }
+        return Intersections::Dense {
+            egress_local,
+            ingress_local,
+            ingress_distinct: ingress_ids.len(),
+            table,
+        };
+    }
+    let nodes = egress.profile.len();
+    let mut map = FxHashMap::default();
+    for s in 0..nodes {
+        for d in 0..nodes {
+            let key = (egress.cell(s, d), ingress.cell(d, s));
+            map.entry(key).or_insert_with(|| intersect(key.0, key.1));
+        }
+    }
+    Intersections::Sparse(map)
+}
+
+/// Renumbers group ids densely; returns (group per node, group count, a node of each group).
+fn compact(mut group: Vec<u32>) -> (Vec<u32>, usize, Vec<usize>) {
+    let mut renumber: FxHashMap<u32, u32> = FxHashMap::default();
+    let mut representative = Vec::new();
+    for (node, g) in group.iter_mut().enumerate() {
+        let next = renumber.len() as u32;
+        let new = *renumber.entry(*g).or_insert_with(|| {
+            representative.push(node);
+            next
+        });
+        *g = new;
+    }
+    let groups = representative.len().max(1);
+    (group, groups, representative)
+}
