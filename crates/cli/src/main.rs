@@ -39,6 +39,13 @@ enum Command {
     Matrix(matrix::MatrixArgs),
     /// Each policy in plain words, and which pods no policy isolates.
     Explain(explain::ExplainArgs),
+    /// The node agent: enforces policies for this node's pods with nftables.
+    Agent(palisade_agent::AgentArgs),
+    /// Follow and filter the agent's flow records.
+    Observe(palisade_agent::ObserveArgs),
+    /// A lab of network namespaces that proves enforcement equals analysis (needs root).
+    #[command(subcommand)]
+    Lab(palisade_lab::LabCommand),
 }
 
 /// Exit status for input errors and failures, as `check` documents (0 allowed, 1 denied).
@@ -53,12 +60,19 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    // Not `stdout.lock()`: the agent writes flow records to stdout from its own threads.
+    let mut out = std::io::BufWriter::new(std::io::stdout());
     let result = match &cli.command {
         Command::Check(args) => check::run(args, &cli.namespace, &mut out),
         Command::Matrix(args) => matrix::run(args, &cli.namespace, &mut out),
         Command::Explain(args) => explain::run(args, &cli.namespace, &mut out),
+        Command::Observe(args) => {
+            palisade_agent::run_observe(args, &mut out).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Lab(command) => {
+            palisade_lab::run_lab(command, &cli.namespace, &mut out).map_err(anyhow::Error::from)
+        }
+        Command::Agent(args) => palisade_agent::run_agent(args.clone()).map(|()| ExitCode::SUCCESS),
     };
     let flushed = out.flush();
     match (result, flushed) {

@@ -11,6 +11,7 @@
 use crate::analysis::{Analysis, EndpointId, PolicyId};
 use crate::model::{Direction, Peer, PortRef, Rule};
 use crate::ports::{PortSet, Protocol};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -144,6 +145,7 @@ impl NodeProgram {
             program: NodeProgram::default(),
             chain_of: HashMap::new(),
             rule_of: HashMap::new(),
+            peer_cache: RefCell::default(),
         };
         for (endpoint, ips) in local {
             if analysis.endpoint(*endpoint).host_network || ips.is_empty() {
@@ -200,9 +202,9 @@ impl NodeProgram {
                 && match &rule.ports {
                     PortMatch::Any => true,
                     PortMatch::Uniform(ports) => ports.contains(protocol, port),
-                    PortMatch::PerDestination(entries) => entries
-                        .iter()
-                        .any(|(r, ports)| r.contains(destination) && ports.contains(protocol, port)),
+                    PortMatch::PerDestination(entries) => entries.iter().any(|(r, ports)| {
+                        r.contains(destination) && ports.contains(protocol, port)
+                    }),
                 }
         });
         Some(admitting.map_or(SideOutcome::Denied(chain), SideOutcome::Admitted))
@@ -223,6 +225,8 @@ struct Compiler<'a> {
     program: NodeProgram,
     chain_of: HashMap<(Direction, Vec<PolicyId>), ChainId>,
     rule_of: HashMap<(PolicyId, Direction, usize), Option<RuleId>>,
+    /// Peers match the same endpoints in every policy of a namespace: match each once.
+    peer_cache: RefCell<HashMap<(String, Peer), Vec<EndpointId>>>,
 }
 
 impl Compiler<'_> {
@@ -264,7 +268,12 @@ impl Compiler<'_> {
         id
     }
 
-    fn compile_rule(&self, policy: PolicyId, direction: Direction, index: usize) -> Option<RuleProgram> {
+    fn compile_rule(
+        &self,
+        policy: PolicyId,
+        direction: Direction,
+        index: usize,
+    ) -> Option<RuleProgram> {
         let analysis = self.analysis;
         let rule = &analysis.policy(policy).rules(direction)[index];
         // Endpoints the peers match, and the ranges of addresses they cover.
@@ -277,16 +286,37 @@ impl Compiler<'_> {
                 if let Peer::IpBlock(block) = peer {
                     ranges.extend(block_ranges(block.cidr, &block.except));
                 }
-                endpoints.extend(analysis.peer_endpoints(policy, peer));
+                let namespace = analysis.policy(policy).namespace.clone();
+                let matched = self
+                    .peer_cache
+                    .borrow_mut()
+                    .entry((namespace, peer.clone()))
+                    .or_insert_with(|| analysis.peer_endpoints(policy, peer))
+                    .clone();
+                endpoints.extend(matched);
             }
             endpoints.sort_unstable();
             endpoints.dedup();
             // The engine matches an ipBlock against a pod by any of its addresses, so every
             // address of a matched pod is a peer address.
             for &ep in &endpoints {
-                ranges.extend(analysis.endpoint(ep).ips.iter().map(|ip| IpRange::single(*ip)));
+                ranges.extend(
+                    analysis
+                        .endpoint(ep)
+                        .ips
+                        .iter()
+                        .map(|ip| IpRange::single(*ip)),
+                );
             }
-            (Some(merge(ranges.into_iter().map(|r| (r, ())).collect()).into_iter().map(|(r, ())| r).collect::<Vec<_>>()), Some(endpoints))
+            (
+                Some(
+                    merge(ranges.into_iter().map(|r| (r, ())).collect())
+                        .into_iter()
+                        .map(|(r, ())| r)
+                        .collect::<Vec<_>>(),
+                ),
+                Some(endpoints),
+            )
         };
         if peers.as_ref().is_some_and(Vec::is_empty) {
             return None;
@@ -304,9 +334,9 @@ impl Compiler<'_> {
                     .map(|(ep, _)| *ep)
                     .filter(|&ep| analysis.isolating_policies(ep, direction).contains(&policy))
                     .collect(),
-                Direction::Egress => peer_endpoints.clone().unwrap_or_else(|| {
-                    (0..analysis.cluster().endpoints.len()).collect()
-                }),
+                Direction::Egress => peer_endpoints
+                    .clone()
+                    .unwrap_or_else(|| (0..analysis.cluster().endpoints.len()).collect()),
             };
             let mut entries = Vec::new();
             let numeric = numeric_ports(rule);
@@ -317,9 +347,18 @@ impl Compiler<'_> {
             }
             for ep in destinations {
                 let ports = self.destination_ports(rule, ep);
-                entries.extend(self.ips_of(direction, ep).into_iter().map(|ip| (IpRange::single(ip), ports.clone())));
+                entries.extend(
+                    self.ips_of(direction, ep)
+                        .into_iter()
+                        .map(|ip| (IpRange::single(ip), ports.clone())),
+                );
             }
-            PortMatch::PerDestination(merge(entries).into_iter().filter(|(_, p)| !p.is_empty()).collect())
+            PortMatch::PerDestination(
+                merge(entries)
+                    .into_iter()
+                    .filter(|(_, p)| !p.is_empty())
+                    .collect(),
+            )
         };
         let admits_nothing = match &ports {
             PortMatch::Any => false,
@@ -354,7 +393,10 @@ impl Compiler<'_> {
         let mut ports = numeric_ports(rule);
         for entry in &rule.ports {
             if let Some(PortRef::Named(name)) = &entry.port
-                && let Some(port) = self.analysis.endpoint(endpoint).named_port(name, entry.protocol)
+                && let Some(port) = self
+                    .analysis
+                    .endpoint(endpoint)
+                    .named_port(name, entry.protocol)
             {
                 ports.insert_range(entry.protocol, port, port);
             }
@@ -533,10 +575,19 @@ mod tests {
     use proptest::prelude::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
-    fn pod(ns: &str, name: &str, pairs: &[(&str, &str)], ips: &[&str], ports: &[(&str, u16, Protocol)]) -> Endpoint {
+    fn pod(
+        ns: &str,
+        name: &str,
+        pairs: &[(&str, &str)],
+        ips: &[&str],
+        ports: &[(&str, u16, Protocol)],
+    ) -> Endpoint {
         let mut ep = Endpoint::pod(ns, name, labels(pairs));
         ep.ips = ips.iter().map(|ip| ip.parse().unwrap()).collect();
         ep.ports = ports
@@ -550,7 +601,13 @@ mod tests {
         ep
     }
 
-    fn policy(ns: &str, name: &str, selector: &[(&str, &str)], ingress: Option<Vec<Rule>>, egress: Option<Vec<Rule>>) -> NetworkPolicy {
+    fn policy(
+        ns: &str,
+        name: &str,
+        selector: &[(&str, &str)],
+        ingress: Option<Vec<Rule>>,
+        egress: Option<Vec<Rule>>,
+    ) -> NetworkPolicy {
         NetworkPolicy {
             namespace: ns.into(),
             name: name.into(),
@@ -598,7 +655,12 @@ mod tests {
         let program = NodeProgram::compile(&analysis, &local);
         let mut addresses: Vec<IpAddr> = local.iter().flat_map(|(_, ips)| ips.clone()).collect();
         addresses.extend(extra_addresses.iter().map(|a| a.parse::<IpAddr>().unwrap()));
-        addresses.extend(analysis.external_ranges().iter().flat_map(|r| [r.first, r.last]));
+        addresses.extend(
+            analysis
+                .external_ranges()
+                .iter()
+                .flat_map(|r| [r.first, r.last]),
+        );
         for &src in &addresses {
             for &dst in &addresses {
                 let (s, d) = (analysis.subject_for_ip(src), analysis.subject_for_ip(dst));
@@ -609,40 +671,91 @@ mod tests {
                     for port in [1, 53, 80, 81, 82, 443, 5432, 8080, 65535] {
                         let decision = analysis.decide(s, d, protocol, port);
                         let context = format!("{src} -> {dst} {protocol}/{port}");
-                        check_side(&program, program.side(Direction::Egress, src, dst, protocol, port), &decision.egress, &context);
-                        check_side(&program, program.side(Direction::Ingress, dst, src, protocol, port), &decision.ingress, &context);
-                        assert_eq!(program.denies(src, dst, protocol, port), !decision.allowed, "{context}");
+                        check_side(
+                            &program,
+                            program.side(Direction::Egress, src, dst, protocol, port),
+                            &decision.egress,
+                            &context,
+                        );
+                        check_side(
+                            &program,
+                            program.side(Direction::Ingress, dst, src, protocol, port),
+                            &decision.ingress,
+                            &context,
+                        );
+                        assert_eq!(
+                            program.denies(src, dst, protocol, port),
+                            !decision.allowed,
+                            "{context}"
+                        );
                     }
                 }
             }
         }
     }
 
-    fn check_side(program: &NodeProgram, outcome: Option<SideOutcome>, verdict: &SideVerdict, context: &str) {
+    fn check_side(
+        program: &NodeProgram,
+        outcome: Option<SideOutcome>,
+        verdict: &SideVerdict,
+        context: &str,
+    ) {
         let agrees = match (outcome, verdict) {
             (None, SideVerdict::NotGoverned) => true,
             (Some(SideOutcome::Open), SideVerdict::NotIsolated) => true,
             (Some(SideOutcome::Admitted(rule)), SideVerdict::Admitted { by, .. }) => {
                 let rule = &program.rules[rule];
-                (rule.policy, rule.direction, rule.index) == (by[0].policy, by[0].direction, by[0].rule)
+                (rule.policy, rule.direction, rule.index)
+                    == (by[0].policy, by[0].direction, by[0].rule)
             }
             (Some(SideOutcome::Denied(chain)), SideVerdict::NoRuleAdmits { isolating }) => {
                 program.chains[chain].policies == *isolating
             }
             _ => false,
         };
-        assert!(agrees, "{context}: program says {outcome:?}, engine says {verdict:?}");
+        assert!(
+            agrees,
+            "{context}: program says {outcome:?}, engine says {verdict:?}"
+        );
     }
 
     fn web_cluster() -> Cluster {
-        let web_ports: &[(&str, u16, Protocol)] = &[("http", 80, Protocol::Tcp), ("dns", 53, Protocol::Udp)];
+        let web_ports: &[(&str, u16, Protocol)] =
+            &[("http", 80, Protocol::Tcp), ("dns", 53, Protocol::Udp)];
         Cluster {
-            namespaces: vec![Namespace::new("prod", labels(&[("env", "prod")])), Namespace::new("dev", Labels::new())],
+            namespaces: vec![
+                Namespace::new("prod", labels(&[("env", "prod")])),
+                Namespace::new("dev", Labels::new()),
+            ],
             endpoints: vec![
-                pod("prod", "web", &[("app", "web")], &["10.0.0.1", "fd00::1"], web_ports),
-                pod("prod", "web2", &[("app", "web")], &["10.0.0.2"], &[("http", 8080, Protocol::Tcp)]),
-                pod("prod", "db", &[("app", "db")], &["10.0.0.3"], &[("pg", 5432, Protocol::Tcp)]),
-                pod("dev", "client", &[("app", "client")], &["10.0.1.1", "fd00::11"], &[]),
+                pod(
+                    "prod",
+                    "web",
+                    &[("app", "web")],
+                    &["10.0.0.1", "fd00::1"],
+                    web_ports,
+                ),
+                pod(
+                    "prod",
+                    "web2",
+                    &[("app", "web")],
+                    &["10.0.0.2"],
+                    &[("http", 8080, Protocol::Tcp)],
+                ),
+                pod(
+                    "prod",
+                    "db",
+                    &[("app", "db")],
+                    &["10.0.0.3"],
+                    &[("pg", 5432, Protocol::Tcp)],
+                ),
+                pod(
+                    "dev",
+                    "client",
+                    &[("app", "client")],
+                    &["10.0.1.1", "fd00::11"],
+                    &[],
+                ),
             ],
             policies: Vec::new(),
         }
@@ -653,33 +766,117 @@ mod tests {
         let named = |n: &str| Some(PortRef::Named(n.to_string()));
         let cases: Vec<(&str, Vec<NetworkPolicy>)> = vec![
             ("no policies", vec![]),
-            ("deny all ingress", vec![policy("prod", "deny", &[], Some(vec![]), None)]),
-            ("named port ingress from another namespace", vec![policy("prod", "web", &[("app", "web")], Some(vec![Rule {
-                peers: vec![pods_peer(Some(&[]), &[("app", "client")])],
-                ports: vec![port(Protocol::Tcp, named("http"), None)],
-            }]), None)]),
-            ("ipBlock with except, port range", vec![policy("prod", "db", &[("app", "db")], Some(vec![Rule {
-                peers: vec![block("10.0.0.0/16", &["10.0.1.0/24"]), pods_peer(None, &[("app", "web")])],
-                ports: vec![port(Protocol::Tcp, Some(PortRef::Number(5000)), Some(5500))],
-            }]), None)]),
-            ("egress named port to any peer plus DNS", vec![policy("dev", "client", &[], None, Some(vec![
-                Rule { peers: vec![], ports: vec![port(Protocol::Tcp, named("http"), None), port(Protocol::Tcp, Some(PortRef::Number(443)), None)] },
-                Rule { peers: vec![pods_peer(Some(&[("env", "prod")]), &[])], ports: vec![port(Protocol::Udp, Some(PortRef::Number(53)), None)] },
-            ]))]),
-            ("egress ipBlock matches pods by any address", vec![policy("prod", "out", &[("app", "web")], None, Some(vec![Rule {
-                peers: vec![block("10.0.1.0/24", &[]), block("192.168.0.0/16", &["192.168.5.0/24"])],
-                ports: vec![],
-            }]))]),
-            ("two policies, both directions, overlapping rules", vec![
-                policy("prod", "a", &[("app", "web")], Some(vec![Rule { peers: vec![pods_peer(Some(&[]), &[])], ports: vec![port(Protocol::Udp, None, None)] }]), Some(vec![])),
-                policy("prod", "b", &[], Some(vec![Rule::default()]), Some(vec![Rule { peers: vec![pods_peer(None, &[("app", "db")])], ports: vec![port(Protocol::Tcp, named("pg"), None)] }])),
-            ]),
+            (
+                "deny all ingress",
+                vec![policy("prod", "deny", &[], Some(vec![]), None)],
+            ),
+            (
+                "named port ingress from another namespace",
+                vec![policy(
+                    "prod",
+                    "web",
+                    &[("app", "web")],
+                    Some(vec![Rule {
+                        peers: vec![pods_peer(Some(&[]), &[("app", "client")])],
+                        ports: vec![port(Protocol::Tcp, named("http"), None)],
+                    }]),
+                    None,
+                )],
+            ),
+            (
+                "ipBlock with except, port range",
+                vec![policy(
+                    "prod",
+                    "db",
+                    &[("app", "db")],
+                    Some(vec![Rule {
+                        peers: vec![
+                            block("10.0.0.0/16", &["10.0.1.0/24"]),
+                            pods_peer(None, &[("app", "web")]),
+                        ],
+                        ports: vec![port(Protocol::Tcp, Some(PortRef::Number(5000)), Some(5500))],
+                    }]),
+                    None,
+                )],
+            ),
+            (
+                "egress named port to any peer plus DNS",
+                vec![policy(
+                    "dev",
+                    "client",
+                    &[],
+                    None,
+                    Some(vec![
+                        Rule {
+                            peers: vec![],
+                            ports: vec![
+                                port(Protocol::Tcp, named("http"), None),
+                                port(Protocol::Tcp, Some(PortRef::Number(443)), None),
+                            ],
+                        },
+                        Rule {
+                            peers: vec![pods_peer(Some(&[("env", "prod")]), &[])],
+                            ports: vec![port(Protocol::Udp, Some(PortRef::Number(53)), None)],
+                        },
+                    ]),
+                )],
+            ),
+            (
+                "egress ipBlock matches pods by any address",
+                vec![policy(
+                    "prod",
+                    "out",
+                    &[("app", "web")],
+                    None,
+                    Some(vec![Rule {
+                        peers: vec![
+                            block("10.0.1.0/24", &[]),
+                            block("192.168.0.0/16", &["192.168.5.0/24"]),
+                        ],
+                        ports: vec![],
+                    }]),
+                )],
+            ),
+            (
+                "two policies, both directions, overlapping rules",
+                vec![
+                    policy(
+                        "prod",
+                        "a",
+                        &[("app", "web")],
+                        Some(vec![Rule {
+                            peers: vec![pods_peer(Some(&[]), &[])],
+                            ports: vec![port(Protocol::Udp, None, None)],
+                        }]),
+                        Some(vec![]),
+                    ),
+                    policy(
+                        "prod",
+                        "b",
+                        &[],
+                        Some(vec![Rule::default()]),
+                        Some(vec![Rule {
+                            peers: vec![pods_peer(None, &[("app", "db")])],
+                            ports: vec![port(Protocol::Tcp, named("pg"), None)],
+                        }]),
+                    ),
+                ],
+            ),
         ];
         for (name, policies) in cases {
             eprintln!("case: {name}");
             let mut cluster = web_cluster();
             cluster.policies = policies;
-            assert_agrees(cluster, &["10.0.1.7", "192.168.5.5", "192.168.9.9", "8.8.8.8", "2001:db8::1"]);
+            assert_agrees(
+                cluster,
+                &[
+                    "10.0.1.7",
+                    "192.168.5.5",
+                    "192.168.9.9",
+                    "8.8.8.8",
+                    "2001:db8::1",
+                ],
+            );
         }
     }
 
@@ -687,14 +884,28 @@ mod tests {
     fn pods_alike_share_one_chain_and_rules_compile_once() {
         let mut cluster = web_cluster();
         for i in 0..50u8 {
-            cluster.endpoints.push(pod("prod", &format!("w{i}"), &[("app", "web")], &[&format!("10.0.2.{i}")], &[]));
+            cluster.endpoints.push(pod(
+                "prod",
+                &format!("w{i}"),
+                &[("app", "web")],
+                &[&format!("10.0.2.{i}")],
+                &[],
+            ));
         }
         cluster.policies = vec![
-            policy("prod", "web", &[("app", "web")], Some(vec![Rule::default(), Rule::default()]), None),
+            policy(
+                "prod",
+                "web",
+                &[("app", "web")],
+                Some(vec![Rule::default(), Rule::default()]),
+                None,
+            ),
             policy("prod", "all", &[], Some(vec![Rule::default()]), None),
         ];
         let analysis = Analysis::new(cluster);
-        let local: Vec<_> = (0..analysis.cluster().endpoints.len()).map(|id| (id, analysis.endpoint(id).ips.clone())).collect();
+        let local: Vec<_> = (0..analysis.cluster().endpoints.len())
+            .map(|id| (id, analysis.endpoint(id).ips.clone()))
+            .collect();
         let program = NodeProgram::compile(&analysis, &local);
         // Signatures: {web, all} for web pods, {all} for db and the other namespace is open.
         assert_eq!(program.chains.len(), 2);
@@ -704,7 +915,10 @@ mod tests {
 
     #[test]
     fn ranges_print_as_nft_spells_them() {
-        let r = |a: &str, b: &str| IpRange { first: a.parse().unwrap(), last: b.parse().unwrap() };
+        let r = |a: &str, b: &str| IpRange {
+            first: a.parse().unwrap(),
+            last: b.parse().unwrap(),
+        };
         assert_eq!(r("10.0.0.0", "10.0.0.255").to_string(), "10.0.0.0/24");
         assert_eq!(r("10.0.0.1", "10.0.0.1").to_string(), "10.0.0.1");
         assert_eq!(r("10.0.0.1", "10.0.0.6").to_string(), "10.0.0.1-10.0.0.6");
@@ -713,13 +927,17 @@ mod tests {
     }
 
     fn arb_selector() -> impl Strategy<Value = Vec<(&'static str, &'static str)>> {
-        proptest::collection::vec(prop_oneof![Just(("app", "a")), Just(("app", "b")), Just(("tier", "x"))], 0..2)
+        proptest::collection::vec(
+            prop_oneof![Just(("app", "a")), Just(("app", "b")), Just(("tier", "x"))],
+            0..2,
+        )
     }
 
     fn arb_peer() -> impl Strategy<Value = Peer> {
         prop_oneof![
             (proptest::option::of(arb_selector()), arb_selector()).prop_map(|(ns, pods)| {
-                let ns: Option<Vec<(&str, &str)>> = ns.map(|s| s.into_iter().map(|(_, v)| ("team", v)).collect());
+                let ns: Option<Vec<(&str, &str)>> =
+                    ns.map(|s| s.into_iter().map(|(_, v)| ("team", v)).collect());
                 pods_peer(ns.as_deref(), &pods)
             }),
             (0u8..4, any::<bool>()).prop_map(|(net, except)| {
@@ -732,18 +950,24 @@ mod tests {
     }
 
     fn arb_port() -> impl Strategy<Value = PortRule> {
-        (0usize..3, prop_oneof![
-            Just((None, None)),
-            Just((Some(PortRef::Number(80)), None)),
-            Just((Some(PortRef::Number(53)), Some(81))),
-            Just((Some(PortRef::Named("http".to_string())), None)),
-            Just((Some(PortRef::Named("alt".to_string())), None)),
-        ])
+        (
+            0usize..3,
+            prop_oneof![
+                Just((None, None)),
+                Just((Some(PortRef::Number(80)), None)),
+                Just((Some(PortRef::Number(53)), Some(81))),
+                Just((Some(PortRef::Named("http".to_string())), None)),
+                Just((Some(PortRef::Named("alt".to_string())), None)),
+            ],
+        )
             .prop_map(|(p, (number, end))| port(Protocol::ALL[p], number, end))
     }
 
     fn arb_rule() -> impl Strategy<Value = Rule> {
-        (proptest::collection::vec(arb_peer(), 0..3), proptest::collection::vec(arb_port(), 0..3))
+        (
+            proptest::collection::vec(arb_peer(), 0..3),
+            proptest::collection::vec(arb_port(), 0..3),
+        )
             .prop_map(|(peers, ports)| Rule { peers, ports })
     }
 
@@ -751,27 +975,45 @@ mod tests {
         let endpoint = (0usize..2, arb_selector(), 0u16..3, any::<bool>());
         let rules = || proptest::option::of(proptest::collection::vec(arb_rule(), 0..3));
         let pol = (0usize..2, arb_selector(), rules(), rules());
-        (proptest::collection::vec(endpoint, 1..6), proptest::collection::vec(pol, 0..4)).prop_map(|(endpoints, policies)| {
-            let namespaces = ["a", "b"];
-            Cluster {
-                namespaces: vec![Namespace::new("a", labels(&[("team", "a")])), Namespace::new("b", labels(&[("team", "b")]))],
-                endpoints: endpoints
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, (ns, sel, alt, v6))| {
-                        let v4 = format!("10.{}.0.{}", i % 4, i + 1);
-                        let v6a = format!("fd00::{}", i + 1);
-                        let ips: Vec<&str> = if v6 { vec![&v4, &v6a] } else { vec![&v4] };
-                        pod(namespaces[ns], &format!("p{i}"), &sel, &ips, &[("http", 80, Protocol::Tcp), ("alt", 80 + alt, Protocol::Udp)])
-                    })
-                    .collect(),
-                policies: policies
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, (ns, sel, ingress, egress))| policy(namespaces[ns], &format!("np{i}"), &sel, ingress, egress))
-                    .collect(),
-            }
-        })
+        (
+            proptest::collection::vec(endpoint, 1..6),
+            proptest::collection::vec(pol, 0..4),
+        )
+            .prop_map(|(endpoints, policies)| {
+                let namespaces = ["a", "b"];
+                Cluster {
+                    namespaces: vec![
+                        Namespace::new("a", labels(&[("team", "a")])),
+                        Namespace::new("b", labels(&[("team", "b")])),
+                    ],
+                    endpoints: endpoints
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (ns, sel, alt, v6))| {
+                            let v4 = format!("10.{}.0.{}", i % 4, i + 1);
+                            let v6a = format!("fd00::{}", i + 1);
+                            let ips: Vec<&str> = if v6 { vec![&v4, &v6a] } else { vec![&v4] };
+                            pod(
+                                namespaces[ns],
+                                &format!("p{i}"),
+                                &sel,
+                                &ips,
+                                &[
+                                    ("http", 80, Protocol::Tcp),
+                                    ("alt", 80 + alt, Protocol::Udp),
+                                ],
+                            )
+                        })
+                        .collect(),
+                    policies: policies
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (ns, sel, ingress, egress))| {
+                            policy(namespaces[ns], &format!("np{i}"), &sel, ingress, egress)
+                        })
+                        .collect(),
+                }
+            })
     }
 
     proptest! {

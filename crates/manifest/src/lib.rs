@@ -1,6 +1,17 @@
 //! Loads Kubernetes manifests into [`palisade_engine::Cluster`], validating NetworkPolicies the
 //! way the API server does. One bad object is reported and left out; the rest still loads.
 
+mod collect;
+mod de;
+mod files;
+mod load;
+mod names;
+mod objects;
+mod path;
+mod policy;
+mod yaml;
+
+use collect::Batch;
 use palisade_engine::Cluster;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -89,14 +100,19 @@ impl Loaded {
     }
 }
 
-/// Loads files, directories (recursively: .yaml, .yml, .json) and `-` (stdin).
+/// Loads files, directories (recursively: .yaml, .yml, .json, in sorted order) and `-` (stdin).
+/// Files named explicitly are read whatever their extension.
 pub fn load_paths(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
-    let _ = (paths, options);
-    unimplemented!("being written")
+    let mut batch = Batch::default();
+    let files = files::read_all(paths, &mut batch);
+    let texts: Vec<(&str, &str)> = files
+        .iter()
+        .map(|f| (f.name.as_str(), f.text.as_str()))
+        .collect();
+    load::texts(&texts, options, batch).finish()
 }
 
 /// Loads one document stream; `name` is used as the file name in origins and diagnostics.
 pub fn load_str(name: &str, text: &str, options: &LoadOptions) -> Loaded {
-    let _ = (name, text, options);
-    unimplemented!("being written")
+    load::texts(&[(name, text)], options, Batch::default()).finish()
 }

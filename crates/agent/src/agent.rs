@@ -1,0 +1,224 @@
+//! The agent's loop: reconcile, watch, compile, apply atomically, revoke, record verdicts.
+
+use crate::AgentArgs;
+use crate::flows::{FlowRecord, NflogSocket, record};
+use crate::metrics::{Metrics, VerdictLabels};
+use crate::state::{Fingerprint, Snapshot, Sources};
+use palisade_dataplane::{Nft, RenderOptions, Runner, conntrack};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Programs whose log records may still arrive: the current one and a few before it.
+const KEPT_SNAPSHOTS: usize = 4;
+
+type Snapshots = Arc<RwLock<Vec<Arc<Snapshot>>>>;
+
+pub(crate) struct Agent {
+    sources: Sources,
+    args: AgentArgs,
+    nft: Nft,
+    runner: Runner,
+    metrics: Arc<Metrics>,
+    snapshots: Snapshots,
+    /// Generation and digest of the table in the kernel, when it is ours.
+    applied: Option<(u32, u64)>,
+}
+
+impl Agent {
+    pub(crate) fn new(args: AgentArgs, metrics: Arc<Metrics>) -> Self {
+        let runner = Runner::here();
+        Self {
+            sources: Sources {
+                manifests: args.manifests.clone(),
+                pods: args.pods.clone(),
+                node: args.node.clone(),
+                load: palisade_manifest::LoadOptions::default(),
+            },
+            nft: Nft::new(runner.clone()),
+            runner,
+            metrics,
+            snapshots: Arc::default(),
+            applied: None,
+            args,
+        }
+    }
+
+    /// Adopts a table a previous agent left: if it is the one we would write, nothing is
+    /// applied and enforcement never lapses.
+    pub(crate) fn reconcile(&mut self) -> anyhow::Result<()> {
+        match self.nft.current()? {
+            Some(state) => {
+                tracing::info!(rules = state.rules, set_elements = state.set_elements, agent = ?state.written_by_agent, "found an existing table");
+                self.applied = state.written_by_agent;
+            }
+            None => tracing::info!("no table yet"),
+        }
+        Ok(())
+    }
+
+    /// Loads, compiles and applies when the result differs from what the kernel has.
+    pub(crate) fn sync(&mut self, change: Option<SystemTime>) {
+        let started = Instant::now();
+        let (generation, digest) = self.applied.unwrap_or((0, 0));
+        let options = |generation| RenderOptions {
+            generation,
+            audit: self.args.audit,
+            log_group: self.args.log_group,
+        };
+        let snapshot = match self.sources.compile(options(generation.wrapping_add(1))) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                self.metrics.error("load");
+                tracing::error!("{e:#}");
+                return;
+            }
+        };
+        if self.applied.is_some() && snapshot.ruleset.digest == digest {
+            // Same rules as in force: keep them, and explain records with this generation.
+            let snapshot = match self.sources.compile(options(generation)) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    return;
+                }
+            };
+            tracing::info!(generation, "rules in force are up to date");
+            self.publish(Arc::new(snapshot));
+            return;
+        }
+        // Published before it is applied: the kernel logs with the new generation at once.
+        let snapshot = Arc::new(snapshot);
+        self.publish(snapshot.clone());
+        if let Err(e) = self.nft.apply(&snapshot.ruleset) {
+            self.metrics.error("apply");
+            tracing::error!(
+                "applying generation {} failed, the previous rules stay: {e}",
+                snapshot.ruleset.generation
+            );
+            return;
+        }
+        self.applied = Some((snapshot.ruleset.generation, snapshot.ruleset.digest));
+        let applied_at = SystemTime::now();
+        let revoked = if self.args.audit {
+            0
+        } else {
+            match conntrack::revoke(&self.runner, &snapshot.program) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.metrics.error("revoke");
+                    tracing::error!("revoking denied connections failed: {e}");
+                    0
+                }
+            }
+        };
+        self.metrics.revoked.inc_by(revoked as u64);
+        let took = started.elapsed();
+        self.metrics.sync_seconds.observe(took.as_secs_f64());
+        self.metrics.rules.set(snapshot.ruleset.rules as i64);
+        self.metrics
+            .set_elements
+            .set(snapshot.ruleset.set_elements as i64);
+        let now = applied_at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.metrics.last_sync.set(now.as_secs_f64());
+        let change_to_applied = change.and_then(|c| applied_at.duration_since(c).ok());
+        tracing::info!(
+            generation = snapshot.ruleset.generation,
+            rules = snapshot.ruleset.rules,
+            set_elements = snapshot.ruleset.set_elements,
+            sync_ms = took.as_secs_f64() * 1e3,
+            change_to_applied_ms = change_to_applied.map(|d| d.as_secs_f64() * 1e3),
+            revoked,
+            "applied"
+        );
+    }
+
+    fn publish(&self, snapshot: Arc<Snapshot>) {
+        let mut kept = self.snapshots.write().unwrap_or_else(|e| e.into_inner());
+        kept.insert(0, snapshot);
+        kept.truncate(KEPT_SNAPSHOTS);
+    }
+
+    /// Polls the inputs every interval and syncs on change until `stop` is set.
+    pub(crate) fn watch(&mut self, stop: &AtomicBool) {
+        let mut seen: Option<Fingerprint> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let now = self.sources.fingerprint();
+            if seen.as_ref() != Some(&now) {
+                self.sync(now.newest());
+                seen = Some(now);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(self.args.poll_interval_ms));
+        }
+    }
+
+    pub(crate) fn shutdown(&self) -> anyhow::Result<()> {
+        if self.args.cleanup_on_exit {
+            self.nft.remove()?;
+            tracing::info!("removed the rules (--cleanup-on-exit)");
+        } else {
+            tracing::info!("leaving the rules in force");
+        }
+        Ok(())
+    }
+
+    /// Reads the kernel's verdict log on a thread, writing one JSON line per verdict, until
+    /// `done` is set (the thread then closes the NFLOG socket, freeing the group).
+    pub(crate) fn record_flows(
+        &self,
+        mut sink: Box<dyn Write + Send>,
+        done: Arc<AtomicBool>,
+    ) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        let group = self.args.log_group;
+        let mut socket = NflogSocket::bind(group)
+            .and_then(|s| s.set_non_blocking(true).map(|()| s))
+            .map_err(|e| anyhow::anyhow!("cannot read NFLOG group {group}: {e}"))?;
+        let snapshots = self.snapshots.clone();
+        let metrics = self.metrics.clone();
+        let node = self.args.node.clone();
+        Ok(std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let packets = match socket.receive() {
+                    Ok(packets) if packets.is_empty() => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        continue;
+                    }
+                    Ok(packets) => packets,
+                    Err(e) => {
+                        // ENOBUFS: the kernel dropped records faster than we read them.
+                        metrics.error("flow_log");
+                        tracing::warn!("reading NFLOG: {e}");
+                        continue;
+                    }
+                };
+                let kept: Vec<Arc<Snapshot>> =
+                    snapshots.read().unwrap_or_else(|e| e.into_inner()).clone();
+                for packet in packets {
+                    let Some(flow) = record(&packet, &kept, &node) else {
+                        continue;
+                    };
+                    count(&metrics, &flow);
+                    if let Ok(line) = serde_json::to_string(&flow)
+                        && writeln!(sink, "{line}")
+                            .and_then(|()| sink.flush())
+                            .is_err()
+                    {
+                        metrics.error("flow_log");
+                    }
+                }
+            }
+        }))
+    }
+}
+
+fn count(metrics: &Metrics, flow: &FlowRecord) {
+    metrics
+        .verdicts
+        .get_or_create(&VerdictLabels {
+            direction: flow.direction.clone(),
+            verdict: flow.verdict.as_str().to_string(),
+            policy: flow.policies.join(","),
+        })
+        .inc();
+}

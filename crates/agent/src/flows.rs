@@ -1,0 +1,300 @@
+//! Flow records: the kernel logs every verdict of the node's table to NFLOG with a prefix
+//! naming the rule or chain ([`LogTag`]); this module reads those messages and turns them into
+//! one JSON line each, naming pods and policies.
+
+use crate::state::Snapshot;
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_netfilter::nflog::{
+    ConfigCmd, ConfigMode, PacketNla, ULogMessage, config_request,
+};
+use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
+use netlink_sys::{Socket, constants::NETLINK_NETFILTER};
+use palisade_dataplane::LogTag;
+use palisade_engine::{Direction, Subject};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    Forwarded,
+    Dropped,
+    Audit,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Forwarded => "FORWARDED",
+            Verdict::Dropped => "DROPPED",
+            Verdict::Audit => "AUDIT",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowEnd {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pod: Option<String>,
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+/// One verdict of one side (the source pod's egress or the destination pod's ingress) on a
+/// new connection. A connection between two pods of one node has two records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    pub time: String,
+    pub node: String,
+    pub src: FlowEnd,
+    pub dst: FlowEnd,
+    pub protocol: String,
+    pub direction: String,
+    pub verdict: Verdict,
+    /// Policies that decided: the admitting rule's policy, or every isolating policy when none
+    /// admits. Empty when no policy isolates the pod.
+    pub policies: Vec<String>,
+    /// `ns/name ingress rule 0`, `no rule of ns/a, ns/b admits it`, or `not isolated`.
+    pub decided_by: String,
+}
+
+/// The parts of an NFLOG packet message a record needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedPacket {
+    pub prefix: String,
+    pub payload: Vec<u8>,
+}
+
+/// Builds the record of a logged packet; `None` when the prefix is not ours, its generation is
+/// no longer known, or the packet is not TCP, UDP or SCTP.
+pub fn record(
+    packet: &LoggedPacket,
+    snapshots: &[std::sync::Arc<Snapshot>],
+    node: &str,
+) -> Option<FlowRecord> {
+    let (generation, tag) = LogTag::parse(&packet.prefix)?;
+    let snapshot = snapshots
+        .iter()
+        .find(|s| s.ruleset.generation == generation)?;
+    let (src, dst, protocol, sport, dport) = parse_packet(&packet.payload)?;
+    let analysis = &snapshot.analysis;
+    let program = &snapshot.program;
+    let names = |policies: &[usize]| -> Vec<String> {
+        policies
+            .iter()
+            .map(|&p| analysis.policy(p).qualified_name())
+            .collect()
+    };
+    let (direction, verdict, policies, decided_by) = match tag {
+        LogTag::Open(direction) => (
+            direction,
+            Verdict::Forwarded,
+            Vec::new(),
+            "not isolated".to_string(),
+        ),
+        LogTag::Admitted(rule) => {
+            let rule = program.rules.get(rule)?;
+            let name = analysis.policy(rule.policy).qualified_name();
+            let by = format!("{name} {} rule {}", rule.direction, rule.index);
+            (rule.direction, Verdict::Forwarded, vec![name], by)
+        }
+        LogTag::Denied(chain) | LogTag::Audit(chain) => {
+            let chain = program.chains.get(chain)?;
+            let policies = names(&chain.policies);
+            let by = format!("no rule of {} admits it", policies.join(", "));
+            let verdict = if matches!(tag, LogTag::Audit(_)) {
+                Verdict::Audit
+            } else {
+                Verdict::Dropped
+            };
+            (chain.direction, verdict, policies, by)
+        }
+    };
+    let end = |ip: IpAddr, port: u16| {
+        let (namespace, pod) = match analysis.subject_for_ip(ip) {
+            Subject::Endpoint(id) => {
+                let ep = analysis.endpoint(id);
+                (Some(ep.namespace.clone()), Some(ep.name.clone()))
+            }
+            Subject::External(_) => (None, None),
+        };
+        FlowEnd {
+            namespace,
+            pod,
+            ip,
+            port,
+        }
+    };
+    Some(FlowRecord {
+        time: jiff::Timestamp::now().to_string(),
+        node: node.to_string(),
+        src: end(src, sport),
+        dst: end(dst, dport),
+        protocol: protocol.to_string(),
+        direction: match direction {
+            Direction::Ingress => "INGRESS",
+            Direction::Egress => "EGRESS",
+        }
+        .to_string(),
+        verdict,
+        policies,
+        decided_by,
+    })
+}
+
+/// Addresses, protocol and ports of an IPv4 or IPv6 packet (possibly cut short by NFLOG's copy
+/// range). TCP, UDP and SCTP all start with source and destination port.
+fn parse_packet(payload: &[u8]) -> Option<(IpAddr, IpAddr, &'static str, u16, u16)> {
+    let (ip, _) = etherparse::LaxIpSlice::from_slice(payload).ok()?;
+    let body = ip.payload();
+    let protocol = match body.ip_number {
+        etherparse::IpNumber::TCP => "TCP",
+        etherparse::IpNumber::UDP => "UDP",
+        etherparse::IpNumber::SCTP => "SCTP",
+        _ => return None,
+    };
+    let ports = body.payload.get(..4)?;
+    Some((
+        ip.source_addr(),
+        ip.destination_addr(),
+        protocol,
+        u16::from_be_bytes([ports[0], ports[1]]),
+        u16::from_be_bytes([ports[2], ports[3]]),
+    ))
+}
+
+/// An NFLOG subscription to one group, in the network namespace of the calling thread.
+pub struct NflogSocket {
+    socket: Socket,
+    buffer: Vec<u8>,
+}
+
+/// Enough of each packet for the IP and transport headers.
+const COPY_RANGE: u32 = 256;
+
+impl NflogSocket {
+    pub fn bind(group: u16) -> std::io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_NETFILTER)?;
+        socket.bind_auto()?;
+        let mut this = Self {
+            socket,
+            buffer: vec![0; 1 << 16],
+        };
+        // Deliver at once: one message per packet, no batching delay.
+        let request = config_request(
+            NetfilterProtoFamily::Unspec,
+            group,
+            vec![
+                ConfigCmd::Bind.into(),
+                ConfigMode::new_packet(COPY_RANGE).into(),
+                netlink_packet_netfilter::nflog::ConfigNla::QThresh(1),
+            ],
+        );
+        this.request(request)?;
+        Ok(this)
+    }
+
+    fn request(&mut self, message: NetlinkMessage<NetfilterMessage>) -> std::io::Result<()> {
+        let mut buf = vec![0; message.header.length as usize];
+        message.serialize(&mut buf);
+        self.socket.send(&buf, 0)?;
+        let size = self.socket.recv(&mut &mut self.buffer[..], 0)?;
+        let reply = NetlinkMessage::<NetfilterMessage>::deserialize(&self.buffer[..size])
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        match reply.payload {
+            NetlinkPayload::Error(e) if e.code.is_some() => {
+                Err(std::io::Error::other(format!("NFLOG bind refused: {e:?}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A non-blocking socket's [`NflogSocket::receive`] returns nothing at once when no
+    /// packet waits, so its reader can notice that it should stop.
+    pub fn set_non_blocking(&self, non_blocking: bool) -> std::io::Result<()> {
+        self.socket.set_non_blocking(non_blocking)
+    }
+
+    /// Returns the packets of one read; blocks until some arrive unless non-blocking.
+    pub fn receive(&mut self) -> std::io::Result<Vec<LoggedPacket>> {
+        let size = match self.socket.recv(&mut &mut self.buffer[..], 0) {
+            Ok(size) => size,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        let mut offset = 0;
+        while offset < size {
+            let Ok(message) =
+                NetlinkMessage::<NetfilterMessage>::deserialize(&self.buffer[offset..size])
+            else {
+                break;
+            };
+            let length = message.header.length as usize;
+            if let NetlinkPayload::InnerMessage(NetfilterMessage {
+                inner: NetfilterMessageInner::ULog(ULogMessage::Packet(nlas)),
+                ..
+            }) = message.payload
+            {
+                let mut packet = LoggedPacket {
+                    prefix: String::new(),
+                    payload: Vec::new(),
+                };
+                for nla in nlas {
+                    match nla {
+                        PacketNla::Prefix(prefix) => {
+                            packet.prefix = prefix.to_string_lossy().into_owned()
+                        }
+                        PacketNla::Payload(payload) => packet.payload = payload,
+                        _ => {}
+                    }
+                }
+                out.push(packet);
+            }
+            if length == 0 {
+                break;
+            }
+            offset += length;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ports_of_truncated_ipv4_and_ipv6_packets() {
+        // IPv4 header (20 bytes) claiming 100 bytes in total, then TCP ports 40000 -> 80.
+        let mut v4 = vec![
+            0x45, 0, 0, 100, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 2, 0, 1, 10, 1, 0, 1,
+        ];
+        v4.extend([0x9c, 0x40, 0, 80, 0, 0, 0, 0]);
+        assert_eq!(
+            parse_packet(&v4),
+            Some((
+                "10.2.0.1".parse().unwrap(),
+                "10.1.0.1".parse().unwrap(),
+                "TCP",
+                40000,
+                80
+            ))
+        );
+        // IPv6 header (40 bytes), next header UDP, then ports 5000 -> 53.
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+        v6.extend("fd02::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        v6.extend("fd01::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        v6.extend([0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+        assert_eq!(
+            parse_packet(&v6).map(|p| (p.2, p.3, p.4)),
+            Some(("UDP", 5000, 53))
+        );
+        // ICMP is not governed: no record.
+        let mut icmp = v4.clone();
+        icmp[9] = 1;
+        assert_eq!(parse_packet(&icmp), None);
+    }
+}

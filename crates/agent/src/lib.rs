@@ -1,0 +1,103 @@
+//! `palisade agent`: enforces the engine's decisions on one node with one nftables table,
+//! records every verdict the kernel takes as a JSON line, and serves Prometheus metrics.
+//! `palisade observe`: follows and filters those records.
+//!
+//! The node's pods come from a pod inventory (see [`inventory`]). The agent polls its inputs
+//! (every `--poll-interval-ms`), compiles the engine's [`palisade_engine::NodeProgram`],
+//! replaces the table in one transaction when it changed, then deletes the conntrack entries
+//! of established connections the new rules deny. On start it adopts the table a previous
+//! agent left when it is the same; on exit it leaves the rules in force unless
+//! `--cleanup-on-exit`. Traffic of the node itself to and from its pods is never filtered.
+
+mod agent;
+pub mod flows;
+pub mod inventory;
+pub mod metrics;
+mod observe;
+pub mod state;
+
+pub use flows::{FlowEnd, FlowRecord, Verdict};
+pub use inventory::{PodInventory, PodPlacement};
+pub use observe::{ObserveArgs, OutputFormat, run_observe};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct AgentArgs {
+    /// This node's name, as the pod inventory names nodes.
+    #[arg(long)]
+    pub node: String,
+    /// Manifest files or directories (watched; re-read on change).
+    #[arg(long, required = true, num_args = 1..)]
+    pub manifests: Vec<PathBuf>,
+    /// Pod inventory (JSON: {"pods": [{"name": "ns/pod", "node": "NAME", "ips": [...]}]}):
+    /// which pods run on which node, with their addresses. Without it every pod with an
+    /// address in the manifests is on this node.
+    #[arg(long, value_name = "FILE")]
+    pub pods: Option<PathBuf>,
+    /// Where Prometheus metrics are served.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+    /// Enforce nothing new: record AUDIT for what would be dropped, and accept it.
+    #[arg(long)]
+    pub audit: bool,
+    /// Remove the rules on exit (by default they stay in force across restarts).
+    #[arg(long)]
+    pub cleanup_on_exit: bool,
+    /// Flow records, one JSON line per verdict; `-` is standard output.
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub flow_log: PathBuf,
+    /// NFLOG group the rules log verdicts to.
+    #[arg(long, default_value_t = 100)]
+    pub log_group: u16,
+    /// How often the inputs are checked for changes.
+    #[arg(long, default_value_t = 50)]
+    pub poll_interval_ms: u64,
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    run_agent_until(args, &stop)
+}
+
+/// Runs the agent in the calling thread's network namespace until `stop` is set.
+pub fn run_agent_until(args: AgentArgs, stop: &AtomicBool) -> anyhow::Result<()> {
+    let metrics = Arc::new(metrics::Metrics::default());
+    let listener = metrics::bind(args.metrics_addr)?;
+    let done = Arc::new(AtomicBool::new(false));
+    let server = metrics.clone().serve(listener, done.clone())?;
+    let sink: Box<dyn std::io::Write + Send> = if args.flow_log.as_os_str() == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&args.flow_log)
+            .map_err(|e| {
+                anyhow::anyhow!("cannot open the flow log {}: {e}", args.flow_log.display())
+            })?;
+        Box::new(file)
+    };
+    let mut agent = agent::Agent::new(args, metrics);
+    let flows = match agent.record_flows(sink, done.clone()) {
+        Ok(flows) => flows,
+        Err(e) => {
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = server.join();
+            return Err(e);
+        }
+    };
+    let outcome = agent.reconcile().map(|()| agent.watch(stop));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = server.join();
+    let _ = flows.join();
+    outcome?;
+    agent.shutdown()
+}

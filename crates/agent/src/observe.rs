@@ -1,0 +1,233 @@
+//! `palisade observe`: reads flow-record files (JSON lines), filters and prints them; with
+//! `--follow` it keeps reading what the agents append.
+
+use crate::flows::{FlowEnd, FlowRecord};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Json,
+    Table,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct ObserveArgs {
+    /// Flow-record files written by `palisade agent --flow-log`.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Keep reading what is appended.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only flows from or to this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only flows from or to this pod (`name` or `namespace/name`).
+    #[arg(long)]
+    pub pod: Option<String>,
+    /// Only this verdict: FORWARDED, DROPPED or AUDIT.
+    #[arg(long)]
+    pub verdict: Option<String>,
+    /// Only flows to this destination port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+impl ObserveArgs {
+    pub fn matches(&self, flow: &FlowRecord) -> bool {
+        let ends = [&flow.src, &flow.dst];
+        let pod_is = |end: &FlowEnd, wanted: &str| match wanted.split_once('/') {
+            Some((ns, pod)) => {
+                end.namespace.as_deref() == Some(ns) && end.pod.as_deref() == Some(pod)
+            }
+            None => end.pod.as_deref() == Some(wanted),
+        };
+        self.namespace
+            .as_ref()
+            .is_none_or(|ns| ends.iter().any(|e| e.namespace.as_ref() == Some(ns)))
+            && self
+                .pod
+                .as_ref()
+                .is_none_or(|pod| ends.iter().any(|e| pod_is(e, pod)))
+            && self
+                .verdict
+                .as_ref()
+                .is_none_or(|v| v.eq_ignore_ascii_case(flow.verdict.as_str()))
+            && self.port.is_none_or(|p| flow.dst.port == p)
+    }
+}
+
+/// Prints matching records of `args.files` to `out`; follows them with `--follow`.
+pub fn run_observe(args: &ObserveArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    if args.output == OutputFormat::Table {
+        writeln!(
+            out,
+            "{:<30} {:<34} {:<34} {:<9} {:<8} {:<9} DECIDED BY",
+            "TIME", "SOURCE", "DESTINATION", "PROTOCOL", "SIDE", "VERDICT"
+        )?;
+    }
+    let mut readers = Vec::new();
+    for path in &args.files {
+        let file = std::fs::File::open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        readers.push((path, BufReader::new(file), String::new()));
+    }
+    loop {
+        let mut read_any = false;
+        for (path, reader, pending) in &mut readers {
+            loop {
+                if reader.read_line(pending)? == 0 {
+                    break;
+                }
+                if !pending.ends_with('\n') {
+                    // A line still being written: keep it and read the rest later.
+                    break;
+                }
+                read_any = true;
+                let line = std::mem::take(pending);
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let flow: FlowRecord = match serde_json::from_str(&line) {
+                    Ok(flow) => flow,
+                    Err(e) => {
+                        eprintln!(
+                            "{}: skipping a line that is not a flow record: {e}",
+                            path.display()
+                        );
+                        continue;
+                    }
+                };
+                if args.matches(&flow) {
+                    print(&flow, args.output, out)?;
+                }
+            }
+        }
+        if !args.follow {
+            return Ok(());
+        }
+        if !read_any {
+            out.flush()?;
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+fn print(flow: &FlowRecord, format: OutputFormat, out: &mut dyn Write) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string(flow)?)?,
+        OutputFormat::Table => {
+            let end = |e: &FlowEnd| match (&e.namespace, &e.pod) {
+                (Some(ns), Some(pod)) => format!("{ns}/{pod}:{}", e.port),
+                _ => format!("{}", std::net::SocketAddr::new(e.ip, e.port)),
+            };
+            writeln!(
+                out,
+                "{:<30} {:<34} {:<34} {:<9} {:<8} {:<9} {}",
+                flow.time,
+                end(&flow.src),
+                end(&flow.dst),
+                flow.protocol,
+                flow.direction,
+                flow.verdict.as_str(),
+                flow.decided_by
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flows::Verdict;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ObserveArgs,
+    }
+
+    fn flow(src_ns: &str, dst_pod: &str, port: u16, verdict: Verdict) -> FlowRecord {
+        FlowRecord {
+            time: "2026-01-01T00:00:00Z".into(),
+            node: "node0".into(),
+            src: FlowEnd {
+                namespace: Some(src_ns.into()),
+                pod: Some("client".into()),
+                ip: "10.2.0.1".parse().unwrap(),
+                port: 40000,
+            },
+            dst: FlowEnd {
+                namespace: Some("shop".into()),
+                pod: Some(dst_pod.into()),
+                ip: "10.1.0.1".parse().unwrap(),
+                port,
+            },
+            protocol: "TCP".into(),
+            direction: "INGRESS".into(),
+            verdict,
+            policies: vec!["shop/web".into()],
+            decided_by: "no rule of shop/web admits it".into(),
+        }
+    }
+
+    #[test]
+    fn filters_select_by_namespace_pod_verdict_and_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flows.jsonl");
+        let flows = [
+            flow("ops", "web", 80, Verdict::Dropped),
+            flow("ops", "db", 5432, Verdict::Forwarded),
+            flow("dev", "web", 81, Verdict::Audit),
+        ];
+        let mut text: String = flows
+            .iter()
+            .map(|f| serde_json::to_string(f).unwrap() + "\n")
+            .collect();
+        text.push_str("not json\n");
+        std::fs::write(&path, text).unwrap();
+        let file = path.display().to_string();
+        let cases: [(&[&str], usize); 6] = [
+            (&[], 3),
+            (&["--namespace", "dev"], 1),
+            (&["--pod", "shop/web"], 2),
+            (&["--verdict", "dropped"], 1),
+            (&["--port", "5432"], 1),
+            (
+                &["--namespace", "ops", "--pod", "web", "--verdict", "AUDIT"],
+                0,
+            ),
+        ];
+        for (filters, expected) in cases {
+            let mut argv = vec!["observe", "-o", "json", file.as_str()];
+            argv.extend_from_slice(filters);
+            let args = Cli::try_parse_from(argv).unwrap().args;
+            let mut out = Vec::new();
+            run_observe(&args, &mut out).unwrap();
+            let lines: Vec<FlowRecord> = String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(lines.len(), expected, "{filters:?}");
+            assert!(lines.iter().all(|f| args.matches(f)));
+        }
+        let args = Cli::try_parse_from(["observe", file.as_str(), "--verdict", "DROPPED"])
+            .unwrap()
+            .args;
+        let mut out = Vec::new();
+        run_observe(&args, &mut out).unwrap();
+        let table = String::from_utf8(out).unwrap();
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(
+            table.contains("ops/client:40000")
+                && table.contains("shop/web:80")
+                && table.contains("DROPPED"),
+            "{table}"
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! Root test of the whole agent in a namespaced node: manifests on disk, watched; enforcement
+//! equal to the engine; a policy change applied and revoking what it denies; flow records and
+//! metrics naming the policies; a restart that keeps the rules in force.
+
+#[path = "../../dataplane/tests/common/mod.rs"]
+mod common;
+
+use common::topology::{Node, Proto, probe};
+use palisade_agent::{AgentArgs, FlowRecord, PodInventory, PodPlacement, Verdict, run_agent_until};
+use palisade_dataplane::Nft;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: shop}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ops, labels: {team: ops}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec:
+  containers: [{name: c, image: x, ports: [{name: http, containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: shop, labels: {app: db}}
+spec:
+  containers: [{name: c, image: x, ports: [{name: pg, containerPort: 5432}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: probe, namespace: ops, labels: {app: probe}}
+spec:
+  containers: [{name: c, image: x}]
+"#;
+
+/// db admits `from` (a pod selector in `namespace`) on its named port.
+fn db_policy(namespace: &str, app: &str) -> String {
+    format!(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: db, namespace: shop}}
+spec:
+  podSelector: {{matchLabels: {{app: db}}}}
+  ingress:
+  - from:
+    - namespaceSelector: {{matchLabels: {{team: {namespace}}}}}
+      podSelector: {{matchLabels: {{app: {app}}}}}
+    ports: [{{port: pg}}]
+"#
+    )
+}
+
+const WEB: &str = "10.1.0.1";
+const DB: &str = "10.1.0.2";
+const PROBE: &str = "10.2.0.1";
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+/// Replaces a file at once (write + rename), as editors and `kubectl` tooling do.
+fn write(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+struct RunningAgent {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+}
+
+fn start(node: &Node, args: AgentArgs) -> RunningAgent {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // The agent runs in the node's namespace, as the lab starts it.
+    let thread = node
+        .node
+        .enter(move || std::thread::spawn(move || run_agent_until(args, &flag)))
+        .unwrap();
+    RunningAgent { stop, thread }
+}
+
+impl RunningAgent {
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap().unwrap();
+    }
+}
+
+/// Probes until the outcome is `expected` (bounded); returns how long it took.
+fn until(node: &Node, src: &str, dst: &str, port: u16, expected: bool) -> Duration {
+    let started = Instant::now();
+    for _ in 0..100 {
+        if probe(node, ip(src), ip(dst), Proto::Tcp, port) == expected {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{src} -> {dst}:{port} never became {expected}");
+}
+
+fn metrics(node: &Node, addr: SocketAddr) -> String {
+    node.node
+        .enter(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+            let mut text = String::new();
+            stream.read_to_string(&mut text).unwrap();
+            text
+        })
+        .unwrap()
+}
+
+#[test]
+fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
+    if !palisade_dataplane::can_run_root_tests() {
+        eprintln!("skipping: needs root and nft");
+        return;
+    }
+    let node = Node::new(&[vec![ip(WEB)], vec![ip(DB)], vec![ip(PROBE)]]);
+    node.serve(&[80, 5432], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    std::fs::write(manifests.join("pods.yaml"), PODS).unwrap();
+    let policy_file = manifests.join("db.yaml");
+    write(&policy_file, &db_policy("shop", "web"));
+    let inventory = PodInventory {
+        pods: [("shop/web", WEB), ("shop/db", DB), ("ops/probe", PROBE)]
+            .iter()
+            .map(|(name, ip)| PodPlacement {
+                name: name.to_string(),
+                node: "node0".into(),
+                ips: vec![self::ip(ip)],
+            })
+            .collect(),
+    };
+    let pods = dir.path().join("pods.json");
+    std::fs::write(&pods, serde_json::to_string(&inventory).unwrap()).unwrap();
+    let flow_log = dir.path().join("flows.jsonl");
+    let metrics_addr: SocketAddr = "127.0.0.1:9464".parse().unwrap();
+    let args = AgentArgs {
+        node: "node0".into(),
+        manifests: vec![manifests.clone()],
+        pods: Some(pods),
+        metrics_addr,
+        audit: false,
+        cleanup_on_exit: false,
+        flow_log: flow_log.clone(),
+        log_group: 100,
+        poll_interval_ms: 20,
+    };
+    let agent = start(&node, args.clone());
+    let nft = Nft::new(node.node.runner());
+    let generation = |nft: &Nft| {
+        nft.current()
+            .unwrap()
+            .and_then(|t| t.written_by_agent)
+            .map(|(g, _)| g)
+    };
+    // Without a table everything is open: wait (bounded) for the first one.
+    for _ in 0..500 {
+        if generation(&nft).is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(generation(&nft), Some(1), "the agent applied no table");
+
+    // db admits web only.
+    until(&node, WEB, DB, 5432, true);
+    assert!(!probe(&node, ip(PROBE), ip(DB), Proto::Tcp, 5432));
+    assert!(probe(&node, ip(PROBE), ip(WEB), Proto::Tcp, 80));
+    let mut web_db = node.pods[0]
+        .ns
+        .enter(|| TcpStream::connect(SocketAddr::new(ip(DB), 5432)).unwrap())
+        .unwrap();
+    web_db
+        .set_read_timeout(Some(common::topology::PROBE_WAIT))
+        .unwrap();
+    let exchange = |stream: &mut TcpStream| {
+        let mut buf = [0u8; 4];
+        stream.write_all(b"ping").is_ok() && stream.read_exact(&mut buf).is_ok()
+    };
+    assert!(exchange(&mut web_db));
+
+    // Now db admits probe only: the change is picked up, and web's open connection is cut.
+    let old = generation(&nft);
+    let changed = Instant::now();
+    write(&policy_file, &db_policy("ops", "probe"));
+    let mut polls = 0;
+    while generation(&nft) == old && polls < 1000 {
+        polls += 1;
+    }
+    eprintln!(
+        "change on disk to the new table in the kernel: {:?}",
+        changed.elapsed()
+    );
+    until(&node, PROBE, DB, 5432, true);
+    eprintln!(
+        "change on disk to the new verdict observed by a probe: {:?}",
+        changed.elapsed()
+    );
+    // Revocation follows the apply: wait (bounded) until the agent reports it.
+    let revoked = |text: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("palisade_revoked_connections_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    for _ in 0..200 {
+        if revoked(&metrics(&node, metrics_addr)) >= 1.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!(
+        "change on disk to established connection revoked: {:?}",
+        changed.elapsed()
+    );
+    assert!(
+        !exchange(&mut web_db),
+        "web's established connection to db survived the revocation"
+    );
+    assert!(!probe(&node, ip(WEB), ip(DB), Proto::Tcp, 5432));
+
+    let text = metrics(&node, metrics_addr);
+    assert!(text.contains(r#"palisade_policy_verdicts_total{direction="INGRESS",verdict="DROPPED",policy="shop/db"}"#), "{text}");
+    assert!(text.contains(r#"palisade_policy_verdicts_total{direction="INGRESS",verdict="FORWARDED",policy="shop/db"}"#), "{text}");
+    assert!(revoked(&text) >= 1.0, "{text}");
+    assert!(
+        !text.contains("palisade_last_successful_sync_timestamp_seconds 0.0"),
+        "{text}"
+    );
+
+    let before = Nft::new(node.node.runner())
+        .current()
+        .unwrap()
+        .expect("table in force");
+    agent.stop();
+    // Exited without --cleanup-on-exit: the rules stay, and still deny.
+    assert_eq!(
+        Nft::new(node.node.runner()).current().unwrap(),
+        Some(before.clone())
+    );
+    assert!(!probe(&node, ip(WEB), ip(DB), Proto::Tcp, 5432));
+    // A new agent adopts the same table instead of replacing it.
+    let agent = start(
+        &node,
+        AgentArgs {
+            cleanup_on_exit: true,
+            ..args
+        },
+    );
+    until(&node, PROBE, DB, 5432, true);
+    assert_eq!(
+        Nft::new(node.node.runner()).current().unwrap(),
+        Some(before)
+    );
+    agent.stop();
+    assert_eq!(Nft::new(node.node.runner()).current().unwrap(), None);
+
+    let records: Vec<FlowRecord> = std::fs::read_to_string(&flow_log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let denied_probe = records
+        .iter()
+        .find(|r| r.src.ip == ip(PROBE) && r.dst.port == 5432 && r.verdict == Verdict::Dropped);
+    assert_eq!(
+        denied_probe.map(|r| r.decided_by.as_str()),
+        Some("no rule of shop/db admits it")
+    );
+    assert!(records.iter().any(|r| r.src.ip == ip(PROBE)
+        && r.dst.port == 5432
+        && r.verdict == Verdict::Forwarded
+        && r.decided_by == "shop/db ingress rule 0"));
+}

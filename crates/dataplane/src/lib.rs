@@ -1,0 +1,21 @@
+//! The node's dataplane: the engine's [`palisade_engine::NodeProgram`] as one nftables table
+//! (`table inet palisade`), applied in one atomic transaction, read back, and removed.
+//!
+//! Layout of the table (see [`render`]): the `forward` chain accepts established and related
+//! packets first, so only new connections are evaluated and replies need no rule; it then
+//! looks up the source address in `egress_pods4/6` and the destination address in
+//! `ingress_pods4/6`, verdict maps from a local pod's address to the chain of its isolation
+//! signature (`cN`) or to `open_egress`/`open_ingress`. A signature chain returns on the first
+//! admitting policy rule (address and port sets per rule) and drops otherwise. Every verdict is
+//! logged to NFLOG with a prefix [`LogTag`] maps back to the rule. Only the `forward` hook is
+//! used: traffic between the node itself and its pods (input/output) is never filtered, as
+//! upstream NetworkPolicy always allows node traffic.
+
+pub mod conntrack;
+mod netns;
+mod nft;
+mod render;
+
+pub use netns::{Netns, can_run_root_tests};
+pub use nft::{Error, Nft, Runner, TableState};
+pub use render::{LogTag, RenderOptions, Ruleset, TABLE, render};

@@ -1,0 +1,181 @@
+//! Running `nft`: atomic replacement of the table, check-only loads, reading back what is there.
+
+use crate::render::{Ruleset, TABLE, parse_table_comment};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("cannot run {command}: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("{command} failed ({status}): {stderr}")]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("cannot read the output of {command}: {message}")]
+    Output { command: String, message: String },
+}
+
+/// What a node's kernel holds now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableState {
+    /// `(generation, digest)` when the table was written by a palisade agent.
+    pub written_by_agent: Option<(u32, u64)>,
+    pub rules: usize,
+    pub set_elements: usize,
+}
+
+/// Runs a program (`nft`, `conntrack`) in the current network namespace, or in a named one
+/// through `ip netns exec`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Runner {
+    netns: Option<String>,
+}
+
+impl Runner {
+    /// Runs in the caller's network namespace (the agent runs inside its node's).
+    pub fn here() -> Self {
+        Self { netns: None }
+    }
+
+    pub fn in_netns(name: impl Into<String>) -> Self {
+        Self {
+            netns: Some(name.into()),
+        }
+    }
+
+    /// Runs `program args…` with `stdin`, returning stdout.
+    pub fn run(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, Error> {
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, program]);
+                c
+            }
+            None => Command::new(program),
+        };
+        command.args(args);
+        let shown = format!("{program} {}", args.join(" "));
+        command
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spawn_error = |source| Error::Spawn {
+            command: shown.clone(),
+            source,
+        };
+        let mut child = command.spawn().map_err(spawn_error)?;
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(text.as_bytes()).map_err(spawn_error)?;
+        }
+        let output = child.wait_with_output().map_err(spawn_error)?;
+        if !output.status.success() {
+            return Err(Error::Failed {
+                command: shown,
+                status: output.status,
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// The nftables side of a node.
+#[derive(Clone, Debug, Default)]
+pub struct Nft {
+    runner: Runner,
+}
+
+impl Nft {
+    pub fn new(runner: Runner) -> Self {
+        Self { runner }
+    }
+
+    /// The transaction that replaces the table whatever exists: `add` makes `delete` safe when
+    /// there is none, and the kernel applies all three or nothing, so no packet ever sees a
+    /// node without rules or with half of them.
+    pub fn transaction(ruleset: &Ruleset) -> String {
+        format!(
+            "add table inet {TABLE}\ndelete table inet {TABLE}\n{}",
+            ruleset.text
+        )
+    }
+
+    pub fn apply(&self, ruleset: &Ruleset) -> Result<(), Error> {
+        self.runner
+            .run("nft", &["-f", "-"], Some(&Self::transaction(ruleset)))
+            .map(drop)
+    }
+
+    /// Loads nothing; nft parses and checks the transaction against the kernel.
+    pub fn check(&self, ruleset: &Ruleset) -> Result<(), Error> {
+        self.runner
+            .run("nft", &["-c", "-f", "-"], Some(&Self::transaction(ruleset)))
+            .map(drop)
+    }
+
+    /// Removes the table if there is one.
+    pub fn remove(&self) -> Result<(), Error> {
+        let text = format!("add table inet {TABLE}\ndelete table inet {TABLE}\n");
+        self.runner.run("nft", &["-f", "-"], Some(&text)).map(drop)
+    }
+
+    /// The table as the kernel has it, `None` when there is none.
+    pub fn current(&self) -> Result<Option<TableState>, Error> {
+        let listing = self
+            .runner
+            .run("nft", &["-j", "list", "tables", "inet"], None)?;
+        if !listing.contains(&format!("\"name\": \"{TABLE}\""))
+            && !listing.contains(&format!("\"name\":\"{TABLE}\""))
+        {
+            return Ok(None);
+        }
+        let command = format!("nft -j list table inet {TABLE}");
+        let json = self
+            .runner
+            .run("nft", &["-j", "list", "table", "inet", TABLE], None)?;
+        let value: serde_json::Value = serde_json::from_str(&json).map_err(|e| Error::Output {
+            command: command.clone(),
+            message: e.to_string(),
+        })?;
+        let items = value["nftables"].as_array().ok_or_else(|| Error::Output {
+            command,
+            message: "no \"nftables\" array".to_string(),
+        })?;
+        let mut state = TableState {
+            written_by_agent: None,
+            rules: 0,
+            set_elements: 0,
+        };
+        for item in items {
+            if item.get("rule").is_some() {
+                state.rules += 1;
+            }
+            for kind in ["set", "map"] {
+                if let Some(elements) = item[kind]["elem"].as_array() {
+                    state.set_elements += elements.len();
+                }
+            }
+        }
+        // nft 1.0.6 leaves table comments out of its JSON; the text listing has them.
+        let text = self
+            .runner
+            .run("nft", &["list", "table", "inet", TABLE], None)?;
+        state.written_by_agent = text
+            .lines()
+            .nth(1)
+            .and_then(|line| line.trim().strip_prefix("comment \""))
+            .and_then(|rest| parse_table_comment(rest.trim_end_matches('"')));
+        Ok(Some(state))
+    }
+}

@@ -1,0 +1,332 @@
+//! The lab: a manifest set run as real pods in network namespaces on this machine (nodes routed
+//! Calico-style, a probe server in every pod, the agent in every node), and a prober that
+//! measures the connectivity matrix so it can be compared with the engine's analysis.
+//!
+//! The lab is sealed: no link reaches the machine's own namespace, so its traffic can reach
+//! nothing outside it.
+
+mod lab;
+mod net;
+mod plan;
+mod probe;
+mod sctp;
+mod serve;
+
+pub use lab::{
+    AgentConfig, DEFAULT_STATE_ROOT, DownReport, INVENTORY_FILE, LabState, UpConfig, down,
+    is_lab_netns, load_state, netns_name, up, validate_name,
+};
+pub use plan::{LabSubject, Plan, SubjectKind, mentioned_ports, plan};
+pub use probe::{
+    Difference, Measured, NotProbed, ProbeRow, ProbeSpec, compare, lab_cluster, probe, row_order,
+    rows, write_tsv,
+};
+pub use serve::serve;
+
+use clap::{Args, Subcommand, ValueEnum};
+use palisade_engine::{Analysis, Protocol};
+use palisade_manifest::{LoadOptions, load_paths};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Default lab name, so that `lab up` / `lab down` work without `--name`.
+pub const DEFAULT_NAME: &str = "lab";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("`{command}` failed: {message}")]
+    Tool { command: String, message: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("lab {0:?} already exists (remove it with `palisade lab down --name {0}`)")]
+    Exists(String),
+    #[error("no lab named {0:?} is running")]
+    NoSuchLab(String),
+    #[error("probe server in {netns} did not start: {log}")]
+    ServerFailed { netns: String, log: String },
+    #[error("agent in {netns} failed: {log}")]
+    AgentFailed { netns: String, log: String },
+    #[error("interrupted; everything the lab had created was removed")]
+    Interrupted,
+    #[error("the lab needs root (network namespaces); run it as root")]
+    NotRoot,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build a lab from manifests: node and pod network namespaces with probe servers.
+    Up(UpArgs),
+    /// Open a real connection for every ordered pair and port; print the measured matrix.
+    Probe(ProbeArgs),
+    /// Remove a lab: its processes, namespaces and state.
+    Down(DownArgs),
+    /// (internal) The probe server a lab pod runs.
+    #[command(hide = true)]
+    Serve(ServeArgs),
+}
+
+/// Options every lab command shares.
+#[derive(Debug, Args)]
+pub struct LabName {
+    /// Lab name; parallel labs need different names.
+    #[arg(long, default_value = DEFAULT_NAME)]
+    pub name: String,
+    /// Where labs keep their state.
+    #[arg(long, hide = true, default_value = DEFAULT_STATE_ROOT)]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Manifest files or directories (recursive).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Node namespaces; pods are spread over them.
+    #[arg(long, default_value_t = 2)]
+    pub nodes: usize,
+    #[command(flatten)]
+    pub lab: LabName,
+    /// Do not start the agent: an unprotected lab.
+    #[arg(long)]
+    pub no_agent: bool,
+    /// The palisade binary to run in the lab (default: this one).
+    #[arg(long, hide = true)]
+    pub exe: Option<PathBuf>,
+    /// Extra arguments for every agent.
+    #[arg(long = "agent-arg", hide = true, allow_hyphen_values = true)]
+    pub agent_args: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProbeFormat {
+    Tsv,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub lab: LabName,
+    /// Ports to probe, e.g. `80,81` (default: each destination's declared container ports).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Vec<u16>,
+    /// Protocols, e.g. `TCP,UDP,SCTP` (with --port the default is TCP; without, this filters the
+    /// declared ports). SCTP is probed with raw INIT / INIT-ACK (the kernel has no SCTP
+    /// sockets). Ports a destination does not serve are printed as `not-probed`.
+    #[arg(long, value_delimiter = ',', value_parser = parse_protocol)]
+    pub protocol: Vec<Protocol>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "tsv")]
+    pub output: ProbeFormat,
+    /// Print only the rows where measurement and analysis differ; exit 1 if any does.
+    #[arg(long)]
+    pub compare: bool,
+    /// Milliseconds one connection attempt may take (a denied one takes this long).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_ms: u64,
+    /// Connection attempts in flight at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub parallel: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub lab: LabName,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The lab this server belongs to (identifies its process).
+    #[arg(long)]
+    pub name: String,
+    /// The pod or host it serves, e.g. `p3`.
+    #[arg(long)]
+    pub role: String,
+    #[arg(long, value_delimiter = ',')]
+    pub tcp: Vec<u16>,
+    #[arg(long, value_delimiter = ',')]
+    pub udp: Vec<u16>,
+    #[arg(long, value_delimiter = ',')]
+    pub sctp: Vec<u16>,
+}
+
+fn parse_protocol(text: &str) -> Result<Protocol, String> {
+    Protocol::parse(text).ok_or_else(|| format!("expected TCP, UDP or SCTP, got {text:?}"))
+}
+
+/// The exit code of `probe --compare` when measurement and analysis differ.
+pub const EXIT_DIFFERENT: u8 = 1;
+
+/// Runs a lab command. `namespace` is the default namespace for manifests that name none.
+/// Notes and diagnostics go to stderr; results to `out`.
+pub fn run_lab(
+    cmd: &LabCommand,
+    namespace: &str,
+    out: &mut dyn Write,
+) -> Result<ExitCode, LabError> {
+    let io = |e: std::io::Error| LabError::Io {
+        context: "writing output".into(),
+        source: e,
+    };
+    match cmd {
+        LabCommand::Up(args) => {
+            require_root()?;
+            let analysis = load(&args.paths, namespace);
+            let plan = plan(&analysis, args.nodes)?;
+            for note in &plan.notes {
+                eprintln!("note: {note}");
+            }
+            let exe = match &args.exe {
+                Some(exe) => exe.clone(),
+                None => std::env::current_exe().map_err(|e| LabError::Io {
+                    context: "finding the palisade binary".into(),
+                    source: e,
+                })?,
+            };
+            let manifests = args
+                .paths
+                .iter()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+                .collect::<Vec<_>>();
+            let config = UpConfig {
+                name: args.lab.name.clone(),
+                exe,
+                state_root: args.lab.state_dir.clone(),
+                agent: (!args.no_agent).then(|| AgentConfig {
+                    manifests: manifests.clone(),
+                    extra_args: args.agent_args.clone(),
+                }),
+                manifests,
+                default_namespace: namespace.to_string(),
+            };
+            let state = up(&plan, &config)?;
+            let pods = state.subjects.iter().filter(|s| !s.is_host()).count();
+            writeln!(
+                out,
+                "lab {} is up: {} nodes, {pods} pods, {} outside hosts{}",
+                state.name,
+                state.nodes.len(),
+                state.subjects.len() - pods,
+                if state.agent {
+                    ", agents running"
+                } else {
+                    ", no agent"
+                }
+            )
+            .map_err(io)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Probe(args) => {
+            require_root()?;
+            let state = load_state(&args.lab.state_dir, &args.lab.name)?;
+            let spec = ProbeSpec {
+                ports: args.port.clone(),
+                protocols: args.protocol.clone(),
+                timeout: Duration::from_millis(args.timeout_ms),
+                parallel: usize::try_from(args.parallel).unwrap_or(usize::MAX),
+            };
+            let rows = probe(&state, &spec)?;
+            let unserved = rows
+                .iter()
+                .filter(|r| r.measured == Measured::NotProbed(NotProbed::NotServed))
+                .count();
+            if unserved > 0 {
+                eprintln!(
+                    "note: {unserved} row(s) not probed: no probe server listens on that port \
+                     (the lab serves each pod's declared ports)"
+                );
+            }
+            if !args.compare {
+                write_tsv(out, &state, &rows).map_err(io)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let loaded = load(&state.manifests, &state.default_namespace);
+            let analysis = Analysis::new(lab_cluster(loaded.cluster().clone(), &state));
+            let differences = compare(&state, &analysis, &rows);
+            write_differences(out, &state, &rows, &differences).map_err(io)?;
+            Ok(if differences.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_DIFFERENT)
+            })
+        }
+        LabCommand::Down(args) => {
+            require_root()?;
+            let report = down(&args.lab.state_dir, &args.lab.name)?;
+            writeln!(
+                out,
+                "lab {} removed: {} namespaces, {} processes",
+                args.lab.name, report.namespaces, report.processes
+            )
+            .map_err(io)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Serve(args) => {
+            serve(&args.tcp, &args.udp, &args.sctp, out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `src dst port protocol measured expected` for every difference, then a summary line.
+pub fn write_differences(
+    out: &mut dyn Write,
+    state: &LabState,
+    rows: &[ProbeRow],
+    differences: &[Difference],
+) -> std::io::Result<()> {
+    let compared = rows
+        .iter()
+        .filter(|r| r.measured.allowed().is_some())
+        .count();
+    if !differences.is_empty() {
+        writeln!(out, "src\tdst\tport\tprotocol\tmeasured\texpected")?;
+        for d in differences {
+            writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                state.subjects[d.row.src].name,
+                state.subjects[d.row.dst].name,
+                d.row.port,
+                d.row.protocol,
+                d.row.measured.allowed() == Some(true),
+                d.expected
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "{} of {compared} probed rows differ from the analysis ({} not probed)",
+        differences.len(),
+        rows.len() - compared
+    )
+}
+
+fn require_root() -> Result<(), LabError> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(LabError::NotRoot)
+    }
+}
+
+/// Loads manifests, printing diagnostics to stderr and keeping whatever is valid (as every
+/// palisade command does).
+fn load(paths: &[PathBuf], namespace: &str) -> Analysis {
+    let loaded = load_paths(
+        paths,
+        &LoadOptions {
+            default_namespace: namespace.to_string(),
+        },
+    );
+    for diagnostic in &loaded.diagnostics {
+        eprintln!("{diagnostic}");
+    }
+    Analysis::new(loaded.cluster)
+}

@@ -1,0 +1,232 @@
+//! What documents yield, gathered across files, and the whole-input rules applied at the end:
+//! duplicates, workloads whose pods are in the input, implicit namespaces.
+
+use crate::{Diagnostic, Loaded, Origin, Severity};
+use palisade_engine::{Endpoint, EndpointKind, Labels, Namespace, NetworkPolicy};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// An object that made it through validation, with where it was written.
+#[derive(Debug)]
+pub(crate) struct Record<T> {
+    pub item: T,
+    pub file_index: usize,
+    /// The object's start.
+    pub origin: Origin,
+    /// Its `metadata.name`, where duplicates are reported.
+    pub name_origin: Origin,
+}
+
+#[derive(Debug)]
+pub(crate) struct Owner {
+    pub kind: String,
+    pub name: String,
+    pub uid: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct EndpointInfo {
+    pub endpoint: Endpoint,
+    pub uid: Option<String>,
+    /// `metadata.ownerReferences`, the controller first.
+    pub owners: Vec<Owner>,
+    /// The `pod-template-hash` label, which ties a Deployment's pods to it through a
+    /// ReplicaSet that may be missing from the input.
+    pub template_hash: Option<String>,
+}
+
+/// Results in input order; batches of consecutive pieces append to each other.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub namespaces: Vec<Record<Namespace>>,
+    pub endpoints: Vec<Record<EndpointInfo>>,
+    pub policies: Vec<Record<NetworkPolicy>>,
+    pub diagnostics: Vec<(usize, Diagnostic)>,
+    pub skipped_kinds: BTreeMap<String, usize>,
+}
+
+/// Owner chains longer than this are cycles or nonsense (real ones: Pod→ReplicaSet→Deployment).
+const MAX_OWNER_CHAIN: usize = 8;
+
+impl Batch {
+    pub fn append(&mut self, other: Batch) {
+        self.namespaces.extend(other.namespaces);
+        self.endpoints.extend(other.endpoints);
+        self.policies.extend(other.policies);
+        self.diagnostics.extend(other.diagnostics);
+        for (kind, count) in other.skipped_kinds {
+            *self.skipped_kinds.entry(kind).or_default() += count;
+        }
+    }
+
+    pub fn diagnose(&mut self, file_index: usize, diagnostic: Diagnostic) {
+        self.diagnostics.push((file_index, diagnostic));
+    }
+
+    pub fn finish(mut self) -> Loaded {
+        let namespaces = first_of_each(
+            std::mem::take(&mut self.namespaces),
+            |n| n.item.name.clone(),
+            |n| format!("Namespace {}", n.item.name),
+            &mut self.diagnostics,
+        );
+        let policies = first_of_each(
+            std::mem::take(&mut self.policies),
+            |p| (p.item.namespace.clone(), p.item.name.clone()),
+            |p| format!("NetworkPolicy {}", p.item.qualified_name()),
+            &mut self.diagnostics,
+        );
+        let endpoints = first_of_each(
+            std::mem::take(&mut self.endpoints),
+            |e| {
+                let ep = &e.item.endpoint;
+                (ep.namespace.clone(), ep.kind.clone(), ep.name.clone())
+            },
+            |e| object_label(&e.item.endpoint),
+            &mut self.diagnostics,
+        );
+        let endpoints = fold_owned(endpoints);
+
+        let mut loaded = Loaded {
+            skipped_kinds: self.skipped_kinds,
+            ..Loaded::default()
+        };
+        let declared: BTreeSet<&str> = namespaces.iter().map(|n| n.item.name.as_str()).collect();
+        let implicit: BTreeSet<String> = endpoints
+            .iter()
+            .map(|e| &e.item.endpoint.namespace)
+            .chain(policies.iter().map(|p| &p.item.namespace))
+            .filter(|n| !declared.contains(n.as_str()))
+            .cloned()
+            .collect();
+        let cluster = &mut loaded.cluster;
+        cluster.namespaces = namespaces.into_iter().map(|n| n.item).collect();
+        cluster.namespaces.extend(
+            implicit
+                .into_iter()
+                .map(|n| Namespace::new(n, Labels::new())),
+        );
+        for record in endpoints {
+            cluster.endpoints.push(record.item.endpoint);
+            loaded.endpoint_origins.push(record.origin);
+        }
+        for record in policies {
+            cluster.policies.push(record.item);
+            loaded.policy_origins.push(record.origin);
+        }
+        self.diagnostics.sort_by(|(fa, a), (fb, b)| {
+            (fa, a.origin.line, a.origin.column).cmp(&(fb, b.origin.line, b.origin.column))
+        });
+        loaded.diagnostics = self.diagnostics.into_iter().map(|(_, d)| d).collect();
+        loaded
+    }
+}
+
+/// `Pod ns/name`, `Deployment ns/name`.
+pub(crate) fn object_label(endpoint: &Endpoint) -> String {
+    let kind = match &endpoint.kind {
+        EndpointKind::Pod => "Pod",
+        EndpointKind::Workload { kind } => kind,
+    };
+    format!("{kind} {}/{}", endpoint.namespace, endpoint.name)
+}
+
+/// Keeps the first object of each identity; later ones are errors, as creating them would be.
+fn first_of_each<T, K: std::hash::Hash + Eq>(
+    records: Vec<Record<T>>,
+    key: impl Fn(&Record<T>) -> K,
+    label: impl Fn(&Record<T>) -> String,
+    diagnostics: &mut Vec<(usize, Diagnostic)>,
+) -> Vec<Record<T>> {
+    let mut first: HashMap<K, Origin> = HashMap::with_capacity(records.len());
+    let mut kept = Vec::with_capacity(records.len());
+    for record in records {
+        match first.entry(key(&record)) {
+            std::collections::hash_map::Entry::Occupied(seen) => {
+                let diagnostic = Diagnostic {
+                    severity: Severity::Error,
+                    origin: record.name_origin.clone(),
+                    object: Some(label(&record)),
+                    field: Some("metadata.name".to_string()),
+                    message: format!(
+                        "duplicate name: already defined at {}; this one is left out",
+                        seen.get()
+                    ),
+                };
+                diagnostics.push((record.file_index, diagnostic));
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(record.origin.clone());
+                kept.push(record);
+            }
+        }
+    }
+    kept
+}
+
+/// Counts every pod once. A Pod whose owner chain (`metadata.ownerReferences`, directly or
+/// through a ReplicaSet, which may itself be absent when the pod's `pod-template-hash` label
+/// names it) reaches a workload in the input stands for itself: the Pod is kept (it has real
+/// IPs) and every workload on that chain is dropped. A workload owned by another workload in
+/// the input (a Deployment's ReplicaSet, a CronJob's Job) is folded into its owner. Standalone
+/// workloads stay as one endpoint each.
+fn fold_owned(records: Vec<Record<EndpointInfo>>) -> Vec<Record<EndpointInfo>> {
+    let workloads: HashMap<(&str, &str, &str), usize> = records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let ep = &r.item.endpoint;
+            match &ep.kind {
+                EndpointKind::Workload { kind } => {
+                    Some(((ep.namespace.as_str(), kind.as_str(), ep.name.as_str()), i))
+                }
+                EndpointKind::Pod => None,
+            }
+        })
+        .collect();
+    let find = |namespace: &str, kind: &str, name: &str, uid: Option<&str>| {
+        workloads
+            .get(&(namespace, kind, name))
+            .copied()
+            .filter(|&j| match (uid, records[j].item.uid.as_deref()) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            })
+    };
+    let parent: Vec<Option<usize>> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let info = &r.item;
+            let ns = info.endpoint.namespace.as_str();
+            info.owners.iter().find_map(|owner| {
+                find(ns, &owner.kind, &owner.name, owner.uid.as_deref())
+                    .or_else(|| {
+                        let hash = info.template_hash.as_deref()?;
+                        let deployment = owner.name.strip_suffix(hash)?.strip_suffix('-')?;
+                        (owner.kind == "ReplicaSet").then_some(())?;
+                        find(ns, "Deployment", deployment, None)
+                    })
+                    .filter(|&j| j != i)
+            })
+        })
+        .collect();
+    let mut dropped = vec![false; records.len()];
+    for (i, record) in records.iter().enumerate() {
+        match record.item.endpoint.kind {
+            EndpointKind::Workload { .. } => dropped[i] |= parent[i].is_some(),
+            EndpointKind::Pod => {
+                let mut next = parent[i];
+                for _ in 0..MAX_OWNER_CHAIN {
+                    let Some(j) = next else { break };
+                    dropped[j] = true;
+                    next = parent[j];
+                }
+            }
+        }
+    }
+    records
+        .into_iter()
+        .zip(dropped)
+        .filter_map(|(r, dropped)| (!dropped).then_some(r))
+        .collect()
+}

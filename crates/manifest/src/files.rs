@@ -1,0 +1,148 @@
+//! Turning paths into texts: files, directories walked in sorted order, and stdin.
+
+use crate::collect::Batch;
+use crate::{Diagnostic, Origin, Severity};
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub(crate) const STDIN_NAME: &str = "<stdin>";
+const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
+
+pub(crate) struct Text {
+    pub name: String,
+    pub text: String,
+}
+
+/// Reads every input in order. Problems (missing files, unreadable or non-UTF-8 ones) become
+/// diagnostics; the other inputs are still read.
+pub(crate) fn read_all(paths: &[PathBuf], batch: &mut Batch) -> Vec<Text> {
+    let mut texts = Vec::new();
+    let mut visited = HashSet::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            let mut bytes = Vec::new();
+            match std::io::stdin().read_to_end(&mut bytes) {
+                Ok(_) => push_text(STDIN_NAME.to_string(), bytes, &mut texts, batch),
+                Err(err) => fail(
+                    batch,
+                    texts.len(),
+                    STDIN_NAME,
+                    format!("cannot read: {err}"),
+                ),
+            }
+        } else if path.is_dir() {
+            let mut files = Vec::new();
+            walk(path, &mut files, &mut visited, batch, texts.len());
+            for file in files {
+                read_file(&file, &mut texts, batch);
+            }
+        } else {
+            read_file(path, &mut texts, batch);
+        }
+    }
+    texts
+}
+
+fn walk(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    visited: &mut HashSet<PathBuf>,
+    batch: &mut Batch,
+    index: usize,
+) {
+    // Symlinks may form loops; each real directory is read once.
+    if let Ok(real) = dir.canonicalize()
+        && !visited.insert(real)
+    {
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) => {
+            return fail(
+                batch,
+                index,
+                &dir.display().to_string(),
+                format!("cannot read directory: {err}"),
+            );
+        }
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) => paths.push(entry.path()),
+            Err(err) => fail(
+                batch,
+                index,
+                &dir.display().to_string(),
+                format!("cannot read directory: {err}"),
+            ),
+        }
+    }
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            walk(&path, out, visited, batch, index);
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| EXTENSIONS.contains(&e))
+        {
+            out.push(path);
+        }
+    }
+}
+
+fn read_file(path: &Path, texts: &mut Vec<Text>, batch: &mut Batch) {
+    let name = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => push_text(name, bytes, texts, batch),
+        Err(err) => fail(batch, texts.len(), &name, format!("cannot read: {err}")),
+    }
+}
+
+fn push_text(name: String, bytes: Vec<u8>, texts: &mut Vec<Text>, batch: &mut Batch) {
+    match String::from_utf8(bytes) {
+        Ok(mut text) => {
+            if text.starts_with('\u{feff}') {
+                text.drain(..'\u{feff}'.len_utf8());
+            }
+            texts.push(Text { name, text });
+        }
+        Err(err) => {
+            let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+            // The prefix is valid UTF-8 by construction.
+            let valid = std::str::from_utf8(valid).unwrap_or_default();
+            let line = valid.matches('\n').count() + 1;
+            let column = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let diagnostic = Diagnostic {
+                severity: Severity::Error,
+                origin: Origin {
+                    file: name,
+                    line,
+                    column,
+                },
+                object: None,
+                field: None,
+                message: "not UTF-8 text (a binary file?); file skipped".to_string(),
+            };
+            batch.diagnose(texts.len(), diagnostic);
+        }
+    }
+}
+
+fn fail(batch: &mut Batch, index: usize, name: &str, message: String) {
+    let diagnostic = Diagnostic {
+        severity: Severity::Error,
+        origin: Origin {
+            file: name.to_string(),
+            line: 1,
+            column: 1,
+        },
+        object: None,
+        field: None,
+        message,
+    };
+    batch.diagnose(index, diagnostic);
+}

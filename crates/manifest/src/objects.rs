@@ -1,0 +1,541 @@
+//! One YAML document into records: kind dispatch, apiVersion checks, deserialization into
+//! k8s-openapi types, and what the engine needs from each kind.
+
+use crate::collect::{Batch, EndpointInfo, Owner, Record};
+use crate::path::{FieldPath, Problems};
+use crate::yaml::{Node, Pos, Value};
+use crate::{Diagnostic, LoadOptions, Origin, Severity, names, policy};
+use k8s_openapi::api::apps::v1 as apps;
+use k8s_openapi::api::batch::v1 as batch;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::networking::v1 as net;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use palisade_engine::{ContainerPort, Endpoint, EndpointKind, Namespace, Protocol};
+use serde::de::DeserializeOwned;
+use std::net::IpAddr;
+
+/// The kinds we read, with the only apiVersion the API server still serves for each.
+const KINDS: &[(&str, &str)] = &[
+    ("Namespace", "v1"),
+    ("Pod", "v1"),
+    ("ReplicationController", "v1"),
+    ("NetworkPolicy", "networking.k8s.io/v1"),
+    ("Deployment", "apps/v1"),
+    ("ReplicaSet", "apps/v1"),
+    ("StatefulSet", "apps/v1"),
+    ("DaemonSet", "apps/v1"),
+    ("Job", "batch/v1"),
+    ("CronJob", "batch/v1"),
+];
+
+/// Where documents come from.
+pub(crate) struct Source<'s> {
+    pub file: &'s str,
+    pub file_index: usize,
+    pub options: &'s LoadOptions,
+}
+
+impl Source<'_> {
+    pub fn origin(&self, pos: Pos) -> Origin {
+        Origin {
+            file: self.file.to_string(),
+            line: pos.line,
+            column: pos.column,
+        }
+    }
+
+    pub fn diagnose(
+        &self,
+        batch: &mut Batch,
+        severity: Severity,
+        pos: Pos,
+        object: Option<String>,
+        field: Option<String>,
+        message: String,
+    ) {
+        let origin = self.origin(pos);
+        batch.diagnose(
+            self.file_index,
+            Diagnostic {
+                severity,
+                origin,
+                object,
+                field,
+                message,
+            },
+        );
+    }
+}
+
+pub(crate) fn load_document(root: &Node<'_>, src: &Source<'_>, batch: &mut Batch) {
+    match root.resolved().value {
+        Value::Map(_) => load_object(root, None, src, batch),
+        _ => src.diagnose(
+            batch,
+            Severity::Error,
+            root.pos,
+            None,
+            None,
+            "expected a Kubernetes object (a mapping with apiVersion and kind)".to_string(),
+        ),
+    }
+}
+
+/// One object, with the kind and apiVersion a typed list (`PodList`) implies for its items.
+fn load_object(
+    node: &Node<'_>,
+    implied: Option<(&str, &str)>,
+    src: &Source<'_>,
+    batch: &mut Batch,
+) {
+    let text = |key: &str| node.get(key).and_then(Node::as_str);
+    let kind = text("kind").or(implied.map(|i| i.0));
+    let api_version = text("apiVersion").or(implied.map(|i| i.1));
+    let Some(kind) = kind else {
+        let message = match node.get("kind") {
+            Some(_) => "`kind` must be a string",
+            None => "missing `kind`: not a Kubernetes object",
+        };
+        let pos = FieldPath::new("kind").locate(node);
+        src.diagnose(
+            batch,
+            Severity::Error,
+            pos,
+            None,
+            Some("kind".into()),
+            message.into(),
+        );
+        return;
+    };
+    if kind == "List" {
+        return load_items(node, None, src, batch);
+    }
+    if let Some(item_kind) = kind.strip_suffix("List")
+        && let Some(&(known, _)) = KINDS.iter().find(|(k, _)| *k == item_kind)
+    {
+        return load_items(
+            node,
+            Some((known, api_version.unwrap_or_default())),
+            src,
+            batch,
+        );
+    }
+    let Some(&(kind, expected)) = KINDS.iter().find(|(k, _)| *k == kind) else {
+        *batch.skipped_kinds.entry(kind.to_string()).or_default() += 1;
+        return;
+    };
+    let ctx = Ctx::new(node, kind, src);
+    if api_version != Some(expected) {
+        let message = match api_version {
+            Some(v) => format!("unsupported apiVersion {v:?} for {kind}; expected {expected:?}"),
+            None => format!("missing apiVersion; expected {expected:?} for {kind}"),
+        };
+        let mut problems = Problems::default();
+        problems.error(FieldPath::new("apiVersion"), message);
+        ctx.report(problems, batch);
+        return;
+    }
+    match kind {
+        "Namespace" => load_namespace(&ctx, batch),
+        "Pod" => load_pod(&ctx, batch),
+        "NetworkPolicy" => load_policy(&ctx, batch),
+        _ => load_workload(&ctx, batch),
+    }
+}
+
+fn load_items(list: &Node<'_>, implied: Option<(&str, &str)>, src: &Source<'_>, batch: &mut Batch) {
+    let Some(items) = list.get("items") else {
+        return;
+    };
+    match &items.resolved().value {
+        Value::Null => {}
+        Value::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if let Value::Map(_) = item.resolved().value {
+                    load_object(item, implied, src, batch);
+                } else {
+                    let field = FieldPath::new("items").index(i);
+                    let message = "expected a Kubernetes object (a mapping)".to_string();
+                    src.diagnose(
+                        batch,
+                        Severity::Error,
+                        item.pos,
+                        None,
+                        Some(field.to_string()),
+                        message,
+                    );
+                }
+            }
+        }
+        _ => {
+            let message = "expected a list of objects".to_string();
+            src.diagnose(
+                batch,
+                Severity::Error,
+                items.pos,
+                None,
+                Some("items".into()),
+                message,
+            );
+        }
+    }
+}
+
+/// One object being loaded: its tree, its name for diagnostics, its namespace.
+struct Ctx<'c, 'a> {
+    root: &'c Node<'a>,
+    kind: &'static str,
+    src: &'c Source<'c>,
+    namespace: String,
+    label: String,
+}
+
+impl<'c, 'a> Ctx<'c, 'a> {
+    fn new(root: &'c Node<'a>, kind: &'static str, src: &'c Source<'c>) -> Self {
+        let metadata = |key: &str| {
+            root.get("metadata")
+                .and_then(|m| m.get(key))
+                .and_then(Node::as_str)
+        };
+        let name = metadata("name").unwrap_or("<unnamed>");
+        let namespace = metadata("namespace").unwrap_or(&src.options.default_namespace);
+        let label = match kind {
+            "Namespace" => format!("Namespace {name}"),
+            _ => format!("{kind} {namespace}/{name}"),
+        };
+        Self {
+            root,
+            kind,
+            src,
+            namespace: namespace.to_string(),
+            label,
+        }
+    }
+
+    fn origin(&self, path: &FieldPath) -> Origin {
+        self.src.origin(path.locate(self.root))
+    }
+
+    /// Reports `problems`; true when none of them is an error.
+    fn report(&self, problems: Problems, batch: &mut Batch) -> bool {
+        let ok = !problems.has_errors();
+        for (severity, path, message) in problems.0 {
+            let pos = path.locate(self.root);
+            let field = Some(path.to_string()).filter(|f| !f.is_empty());
+            self.src.diagnose(
+                batch,
+                severity,
+                pos,
+                Some(self.label.clone()),
+                field,
+                message,
+            );
+        }
+        ok
+    }
+
+    /// Deserializes the whole object; a type error anywhere leaves it out, as upstream.
+    fn decode<T: DeserializeOwned>(&self, batch: &mut Batch) -> Option<T> {
+        if let Ok(value) = T::deserialize(self.root) {
+            return Some(value);
+        }
+        // Rare, so only now pay for tracking the path.
+        match serde_path_to_error::deserialize::<_, T>(self.root) {
+            Ok(value) => Some(value),
+            Err(err) => {
+                let mut problems = Problems::default();
+                let path = FieldPath::from_serde(err.path());
+                problems.error(path, err.into_inner().to_string());
+                self.report(problems, batch);
+                None
+            }
+        }
+    }
+
+    /// `metadata.name`, required of every object we keep.
+    fn name(&self, meta: &ObjectMeta, problems: &mut Problems) -> String {
+        let name = meta.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            let what = self.kind;
+            problems.error(
+                FieldPath::new("metadata").child("name"),
+                format!("required: a {what} needs a name"),
+            );
+        }
+        name
+    }
+
+    fn record<T>(&self, item: T) -> Record<T> {
+        Record {
+            item,
+            file_index: self.src.file_index,
+            origin: self.src.origin(self.root.pos),
+            name_origin: self.origin(&FieldPath::new("metadata").child("name")),
+        }
+    }
+}
+
+fn load_namespace(ctx: &Ctx<'_, '_>, batch: &mut Batch) {
+    let Some(ns) = ctx.decode::<core::Namespace>(batch) else {
+        return;
+    };
+    let mut problems = Problems::default();
+    let name = ctx.name(&ns.metadata, &mut problems);
+    if !name.is_empty() {
+        problems.invalid(
+            &FieldPath::new("metadata").child("name"),
+            &name,
+            names::dns1123_label(&name),
+        );
+    }
+    if ctx.report(problems, batch) {
+        let namespace = Namespace::new(name, ns.metadata.labels.unwrap_or_default());
+        batch.namespaces.push(ctx.record(namespace));
+    }
+}
+
+fn load_policy(ctx: &Ctx<'_, '_>, batch: &mut Batch) {
+    let Some(np) = ctx.decode::<net::NetworkPolicy>(batch) else {
+        return;
+    };
+    let mut problems = Problems::default();
+    let policy = policy::convert(&np, &ctx.namespace, &mut problems);
+    if ctx.report(problems, batch) {
+        batch.policies.push(ctx.record(policy));
+    }
+}
+
+fn load_pod(ctx: &Ctx<'_, '_>, batch: &mut Batch) {
+    let Some(pod) = ctx.decode::<core::Pod>(batch) else {
+        return;
+    };
+    let mut problems = Problems::default();
+    let name = ctx.name(&pod.metadata, &mut problems);
+    let mut endpoint = Endpoint::pod(ctx.namespace.clone(), name, Default::default());
+    if let Some(spec) = &pod.spec {
+        endpoint.host_network = spec.host_network.unwrap_or(false);
+        endpoint.ports = container_ports(spec, &FieldPath::new("spec"), &mut problems);
+    }
+    if let Some(status) = &pod.status {
+        endpoint.ips = pod_ips(status, &mut problems);
+    }
+    finish_endpoint(ctx, endpoint, pod.metadata, problems, batch);
+}
+
+/// What a workload contributes: its metadata, pod template and replica count.
+struct Workload {
+    metadata: ObjectMeta,
+    template: Option<core::PodTemplateSpec>,
+    template_path: FieldPath,
+    replicas: Option<i32>,
+}
+
+fn decode_workload(ctx: &Ctx<'_, '_>, batch: &mut Batch) -> Option<Workload> {
+    let template_path = FieldPath::new("spec").child("template");
+    let workload = |metadata, template, replicas| Workload {
+        metadata,
+        template,
+        template_path: template_path.clone(),
+        replicas,
+    };
+    Some(match ctx.kind {
+        "Deployment" => {
+            let d: apps::Deployment = ctx.decode(batch)?;
+            let spec = d.spec.unwrap_or_default();
+            workload(d.metadata, Some(spec.template), spec.replicas)
+        }
+        "ReplicaSet" => {
+            let r: apps::ReplicaSet = ctx.decode(batch)?;
+            let spec = r.spec.unwrap_or_default();
+            workload(r.metadata, spec.template, spec.replicas)
+        }
+        "StatefulSet" => {
+            let s: apps::StatefulSet = ctx.decode(batch)?;
+            let spec = s.spec.unwrap_or_default();
+            workload(s.metadata, Some(spec.template), spec.replicas)
+        }
+        "ReplicationController" => {
+            let r: core::ReplicationController = ctx.decode(batch)?;
+            let spec = r.spec.unwrap_or_default();
+            workload(r.metadata, spec.template, spec.replicas)
+        }
+        // One endpoint stands for a DaemonSet's pods on every node, and for a Job's.
+        "DaemonSet" => {
+            let d: apps::DaemonSet = ctx.decode(batch)?;
+            workload(d.metadata, d.spec.map(|s| s.template), None)
+        }
+        "Job" => {
+            let j: batch::Job = ctx.decode(batch)?;
+            workload(j.metadata, j.spec.map(|s| s.template), None)
+        }
+        "CronJob" => {
+            let c: batch::CronJob = ctx.decode(batch)?;
+            let template = c.spec.and_then(|s| s.job_template.spec).map(|s| s.template);
+            Workload {
+                metadata: c.metadata,
+                template,
+                template_path: FieldPath::new("spec")
+                    .child("jobTemplate")
+                    .child("spec")
+                    .child("template"),
+                replicas: None,
+            }
+        }
+        _ => return None,
+    })
+}
+
+fn load_workload(ctx: &Ctx<'_, '_>, batch: &mut Batch) {
+    let Some(workload) = decode_workload(ctx, batch) else {
+        return;
+    };
+    let mut problems = Problems::default();
+    let name = ctx.name(&workload.metadata, &mut problems);
+    let replicas = match workload.replicas {
+        None => 1,
+        Some(n) => u32::try_from(n).unwrap_or_else(|_| {
+            let path = FieldPath::new("spec").child("replicas");
+            problems.error(
+                path,
+                format!("invalid value {n}: must be greater than or equal to 0"),
+            );
+            0
+        }),
+    };
+    let template = workload.template.unwrap_or_default();
+    let labels = template.metadata.and_then(|m| m.labels).unwrap_or_default();
+    let mut endpoint = Endpoint::pod(ctx.namespace.clone(), name, labels);
+    endpoint.kind = EndpointKind::Workload {
+        kind: ctx.kind.to_string(),
+    };
+    endpoint.replicas = replicas;
+    if let Some(spec) = &template.spec {
+        endpoint.host_network = spec.host_network.unwrap_or(false);
+        endpoint.ports =
+            container_ports(spec, &workload.template_path.child("spec"), &mut problems);
+    }
+    finish_endpoint(ctx, endpoint, workload.metadata, problems, batch);
+}
+
+fn finish_endpoint(
+    ctx: &Ctx<'_, '_>,
+    mut endpoint: Endpoint,
+    metadata: ObjectMeta,
+    problems: Problems,
+    batch: &mut Batch,
+) {
+    if !ctx.report(problems, batch) {
+        return;
+    }
+    let mut owners: Vec<(bool, Owner)> = metadata
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let owner = Owner {
+                kind: r.kind,
+                name: r.name,
+                uid: Some(r.uid).filter(|u| !u.is_empty()),
+            };
+            (r.controller != Some(true), owner)
+        })
+        .collect();
+    // The controller reference first; the rest keep their order.
+    owners.sort_by_key(|(not_controller, _)| *not_controller);
+    let labels = metadata.labels.unwrap_or_default();
+    let template_hash = labels.get("pod-template-hash").cloned();
+    if endpoint.kind == EndpointKind::Pod {
+        endpoint.labels = labels;
+    }
+    let info = EndpointInfo {
+        endpoint,
+        uid: metadata.uid.filter(|u| !u.is_empty()),
+        owners: owners.into_iter().map(|(_, o)| o).collect(),
+        template_hash,
+    };
+    batch.endpoints.push(ctx.record(info));
+}
+
+/// Ports of the containers and of sidecars (init containers with `restartPolicy: Always`, which
+/// keep running and serving).
+fn container_ports(
+    spec: &core::PodSpec,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Vec<ContainerPort> {
+    let containers = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (path.child("containers").index(i), c));
+    let sidecars = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, c)| c.restart_policy.as_deref() == Some("Always"))
+        .map(|(i, c)| (path.child("initContainers").index(i), c));
+    let mut ports = Vec::new();
+    for (container_path, container) in containers.chain(sidecars) {
+        for (j, port) in container.ports.iter().flatten().enumerate() {
+            let port_path = container_path.child("ports").index(j);
+            let number = names::port_number(port.container_port).map_err(|m| {
+                let value = port.container_port;
+                problems.error(
+                    port_path.child("containerPort"),
+                    format!("invalid value {value}: {m}"),
+                );
+            });
+            let protocol = match port.protocol.as_deref() {
+                None => Ok(Protocol::Tcp),
+                Some(text) => Protocol::parse(text).ok_or_else(|| {
+                    let message = format!(
+                        "unsupported value {text:?}: supported values: \"TCP\", \"UDP\", \"SCTP\""
+                    );
+                    problems.error(port_path.child("protocol"), message);
+                }),
+            };
+            if let Some(name) = &port.name {
+                problems.invalid(&port_path.child("name"), name, names::port_name(name));
+            }
+            if let (Ok(port_number), Ok(protocol)) = (number, protocol) {
+                ports.push(ContainerPort {
+                    name: port.name.clone(),
+                    port: port_number,
+                    protocol,
+                });
+            }
+        }
+    }
+    ports
+}
+
+/// `status.podIPs`, and `status.podIP` (the first of them, also set alone by older clusters).
+fn pod_ips(status: &core::PodStatus, problems: &mut Problems) -> Vec<IpAddr> {
+    let status_path = FieldPath::new("status");
+    let listed = status.pod_ips.iter().flatten().enumerate().map(|(i, p)| {
+        (
+            status_path.child("podIPs").index(i).child("ip"),
+            p.ip.as_str(),
+        )
+    });
+    let single = status
+        .pod_ip
+        .as_deref()
+        .map(|ip| (status_path.child("podIP"), ip));
+    let mut ips = Vec::new();
+    for (path, text) in single.into_iter().chain(listed) {
+        if text.is_empty() {
+            continue;
+        }
+        match text.parse::<IpAddr>() {
+            Ok(ip) if !ips.contains(&ip) => ips.push(ip),
+            Ok(_) => {}
+            Err(_) => problems.error(
+                path,
+                format!("invalid value {text:?}: must be an IP address"),
+            ),
+        }
+    }
+    ips
+}
