@@ -18,7 +18,9 @@ pub fn load(paths: &[PathBuf], namespace: &str, progress: &Progress) -> Input {
         default_namespace: namespace.to_string(),
     };
     progress.step("loading manifests");
+    let started = std::time::Instant::now();
     let mut loaded = load_paths(paths, &options);
+    tracing::info!(elapsed = ?started.elapsed(), endpoints = loaded.cluster.endpoints.len(), "loaded manifests");
     progress.step("indexing policies");
     for diagnostic in &loaded.diagnostics {
         eprintln!("{diagnostic}");

@@ -1,14 +1,7 @@
 //! `palisade`: one policy engine, three faces (analyze, enforce, prove).
 
-mod check;
-mod describe;
-mod explain;
-mod input;
-mod matrix;
-mod progress;
-mod summary;
-
 use clap::{Parser, Subcommand};
+use palisade::{EXIT_ERRORS, check, explain, matrix};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -39,6 +32,8 @@ enum Command {
     Matrix(matrix::MatrixArgs),
     /// Each policy in plain words, and which pods no policy isolates.
     Explain(explain::ExplainArgs),
+    /// Write a synthetic cluster (namespaces, pods, policies), deterministic by seed.
+    Generate(palisade_synth::GenerateArgs),
     /// The node agent: enforces policies for this node's pods with nftables.
     Agent(palisade_agent::AgentArgs),
     /// Follow and filter the agent's flow records.
@@ -47,9 +42,6 @@ enum Command {
     #[command(subcommand)]
     Lab(palisade_lab::LabCommand),
 }
-
-/// Exit status for input errors and failures, as `check` documents (0 allowed, 1 denied).
-const EXIT_ERRORS: u8 = 2;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -66,6 +58,9 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args, &cli.namespace, &mut out),
         Command::Matrix(args) => matrix::run(args, &cli.namespace, &mut out),
         Command::Explain(args) => explain::run(args, &cli.namespace, &mut out),
+        Command::Generate(args) => palisade_synth::run_generate(args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
         Command::Observe(args) => {
             palisade_agent::run_observe(args, &mut out).map(|()| ExitCode::SUCCESS)
         }

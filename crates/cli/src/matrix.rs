@@ -80,19 +80,25 @@ struct Pair<'a> {
 
 pub fn run(args: &MatrixArgs, namespace: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let progress = Progress::new();
+    let started = std::time::Instant::now();
     let input = input::load(&args.paths, namespace, &progress);
     let analysis = &input.analysis;
+    tracing::info!(elapsed = ?started.elapsed(), classes = analysis.class_count(), "loaded and indexed");
     progress.step("computing connectivity");
+    let started = std::time::Instant::now();
     let connectivity = analysis.connectivity();
+    tracing::info!(elapsed = ?started.elapsed(), tables = ?connectivity.table_sizes(), "connectivity");
     let nodes = nodes(analysis, &connectivity, args);
     if args.output == MatrixFormat::Summary {
         progress.step("summarising");
+        let started = std::time::Instant::now();
         crate::summary::write(
             out,
             analysis,
             &connectivity,
             args.external == ExternalMode::Auto,
         )?;
+        tracing::info!(elapsed = ?started.elapsed(), "summary");
         progress.finish();
         return Ok(exit_code(input.had_errors));
     }

@@ -2,7 +2,10 @@
 //! pair by pair. Every ordered pod pair is counted (workloads by their replicas); a pair counts
 //! as allowed when at least one port is open.
 
-use palisade_engine::{Analysis, ClassId, Connectivity, Direction, Node, PortSetId};
+use palisade_engine::{
+    Analysis, ClassId, Connectivity, DestinationKey, Direction, Node, PortSetId, SourceKey,
+};
+use rustc_hash::FxHashMap;
 use std::io::Write;
 
 struct ClassInfo {
@@ -22,7 +25,40 @@ struct Tally {
     loopback: u64,
 }
 
+/// Classes of one namespace that share a source (or destination) key.
+struct KeyGroup<K> {
+    key: K,
+    namespace: usize,
+    pods: u64,
+}
+
+fn group_index<K: Copy + Eq + std::hash::Hash>(
+    groups: &mut Vec<KeyGroup<K>>,
+    index: &mut FxHashMap<(usize, K), usize>,
+    class: &ClassInfo,
+    key: K,
+) -> usize {
+    let i = *index.entry((class.namespace, key)).or_insert_with(|| {
+        groups.push(KeyGroup {
+            key,
+            namespace: class.namespace,
+            pods: 0,
+        });
+        groups.len() - 1
+    });
+    groups[i].pods += class.pods;
+    i
+}
+
 impl Tally {
+    /// Moves `pairs` counted under `id` to loopback (they stay allowed).
+    fn remove(&mut self, id: PortSetId, pairs: u64) {
+        if let Some(entry) = self.sets.iter_mut().find(|(known, _)| *known == id) {
+            entry.1 -= pairs;
+        }
+        self.sets.retain(|(_, n)| *n > 0);
+    }
+
     fn add(&mut self, id: PortSetId, allowed_pairs: u64, total: u64) {
         self.total += total;
         if allowed_pairs == 0 {
@@ -71,25 +107,62 @@ pub fn write(
         .map(|id| !connectivity.port_set(id as PortSetId).is_empty())
         .collect();
 
-    let mut pairs = vec![Tally::default(); namespaces.len() * namespaces.len()];
-    // Per class: pods it reaches, pods that reach it.
-    let mut reaches = vec![0u64; classes.len()];
-    let mut reached_by = vec![0u64; classes.len()];
-    for (si, (s, src)) in classes.iter().enumerate() {
-        let row = &mut pairs[src.namespace * namespaces.len()..][..namespaces.len()];
-        for (di, (d, dst)) in classes.iter().enumerate() {
-            let id = connectivity.allowed_id(Node::Class(*s), Node::Class(*d));
-            let loopback = if s == d { src.pods } else { 0 };
-            let others = src.pods * dst.pods - loopback;
-            let open = if nonempty[id as usize] { others } else { 0 };
-            let tally = &mut row[dst.namespace];
-            tally.add(id, open, others);
-            tally.total += loopback;
-            tally.allowed += loopback;
-            tally.loopback += loopback;
-            reaches[si] += open + loopback;
-            reached_by[di] += open + loopback;
+    // Classes that send (receive) alike and share a namespace are counted together: the loop
+    // below runs over these groups, not over classes or pods.
+    let mut sources: Vec<KeyGroup<SourceKey>> = Vec::new();
+    let mut destinations: Vec<KeyGroup<DestinationKey>> = Vec::new();
+    let mut source_of: FxHashMap<(usize, SourceKey), usize> = FxHashMap::default();
+    let mut destination_of: FxHashMap<(usize, DestinationKey), usize> = FxHashMap::default();
+    let mut class_groups = Vec::with_capacity(classes.len());
+    for (class, info) in &classes {
+        let node = Node::Class(*class);
+        let src = group_index(
+            &mut sources,
+            &mut source_of,
+            info,
+            connectivity.source_key(node),
+        );
+        let dst = group_index(
+            &mut destinations,
+            &mut destination_of,
+            info,
+            connectivity.destination_key(node),
+        );
+        class_groups.push((src, dst));
+    }
+
+    let n = namespaces.len();
+    let mut pairs = vec![Tally::default(); n * n];
+    // Pods one pod of each group reaches / is reached by, counted over groups.
+    let mut reaches = vec![0u64; sources.len()];
+    let mut reached_by = vec![0u64; destinations.len()];
+    for (si, src) in sources.iter().enumerate() {
+        let row = &mut pairs[src.namespace * n..][..n];
+        for (di, dst) in destinations.iter().enumerate() {
+            let id = connectivity.allowed_between(src.key, dst.key);
+            let total = src.pods * dst.pods;
+            let open = nonempty[id as usize];
+            row[dst.namespace].add(id, if open { total } else { 0 }, total);
+            if open {
+                reaches[si] += dst.pods;
+                reached_by[di] += src.pods;
+            }
         }
+    }
+    // A pod to itself is loopback: always allowed, whatever its siblings may do.
+    let mut per_class = Vec::with_capacity(classes.len());
+    for ((class, info), &(src, dst)) in classes.iter().zip(&class_groups) {
+        let id = connectivity.allowed_id(Node::Class(*class), Node::Class(*class));
+        let tally = &mut pairs[info.namespace * n + info.namespace];
+        tally.loopback += info.pods;
+        let itself = if nonempty[id as usize] {
+            tally.remove(id, info.pods);
+            0
+        } else {
+            tally.allowed += info.pods;
+            1
+        };
+        per_class.push((reaches[src] + itself, reached_by[dst] + itself));
     }
 
     let externals = if with_externals {
@@ -153,7 +226,7 @@ pub fn write(
     writeln!(out)?;
     writeln!(
         out,
-        "CLASSES OF IDENTICAL PODS: pods each one reaches and is reached by, of {total_pods}"
+        "CLASSES OF IDENTICAL PODS: how many pods one of its pods reaches and is reached by, of {total_pods}"
     )?;
     let name_width = classes
         .iter()
@@ -167,7 +240,7 @@ pub fn write(
         "{:name_width$}  {:>7}  {:15}  {:>10}  {:>10}  OUTSIDE RANGES REACHED",
         "CLASS", "PODS", "ISOLATED", "REACHES", "REACHED BY"
     )?;
-    for (i, (class, info)) in classes.iter().enumerate() {
+    for ((class, info), (reaches, reached_by)) in classes.iter().zip(per_class) {
         let isolated = match info.isolated {
             [true, true] => "ingress+egress",
             [true, false] => "ingress",
@@ -191,8 +264,8 @@ pub fn write(
             out,
             "{name:name_width$}  {:>7}  {isolated:15}  {:>10}  {:>10}  {outside}/{}",
             info.pods,
-            reaches[i],
-            reached_by[i],
+            reaches,
+            reached_by,
             externals.len()
         )?;
     }

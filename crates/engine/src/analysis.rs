@@ -8,6 +8,7 @@ use crate::model::{
 };
 use crate::ports::{PortSet, Protocol};
 use crate::selector::Labels;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -115,7 +116,65 @@ struct ClassKey<'a> {
     labels: &'a Labels,
     ports: &'a [crate::model::ContainerPort],
     host_network: bool,
+    /// Per address, which ipBlocks contain it (as [`BlockMembership`] ids).
     ip_blocks: Vec<usize>,
+}
+
+/// Which ipBlocks contain an address. Block boundaries cut the address space into stretches
+/// whose addresses every block treats alike, so membership is computed once per stretch that
+/// holds a pod, and pods are looked up by binary search instead of testing every block.
+struct BlockMembership<'a> {
+    blocks: Vec<&'a IpBlock>,
+    /// Sorted stretch starts, per family (IPv4, IPv6).
+    cuts: [Vec<u128>; 2],
+    by_stretch: FxHashMap<(bool, usize), usize>,
+    signatures: FxHashMap<Vec<usize>, usize>,
+}
+
+impl<'a> BlockMembership<'a> {
+    fn new(policies: &'a [NetworkPolicy]) -> Self {
+        let mut seen = HashSet::new();
+        let blocks: Vec<&IpBlock> = all_ip_blocks(policies)
+            .filter(|block| seen.insert(*block))
+            .collect();
+        let mut cuts = [vec![0u128], vec![0u128]];
+        for net in blocks
+            .iter()
+            .flat_map(|b| std::iter::once(&b.cidr).chain(&b.except))
+        {
+            let family = &mut cuts[usize::from(!matches!(net, ipnet::IpNet::V4(_)))];
+            family.push(ip_to_u128(net.network()));
+            if let Some(next) = ip_to_u128(net.broadcast()).checked_add(1) {
+                family.push(next);
+            }
+        }
+        for family in &mut cuts {
+            family.sort_unstable();
+            family.dedup();
+        }
+        Self {
+            blocks,
+            cuts,
+            by_stretch: FxHashMap::default(),
+            signatures: FxHashMap::default(),
+        }
+    }
+
+    fn signature(&mut self, ip: IpAddr) -> usize {
+        let v4 = ip.is_ipv4();
+        let cuts = &self.cuts[usize::from(!v4)];
+        let stretch = cuts.partition_point(|&c| c <= ip_to_u128(ip));
+        if let Some(&id) = self.by_stretch.get(&(v4, stretch)) {
+            return id;
+        }
+        let members: Vec<usize> = (0..self.blocks.len())
+            .filter(|&b| self.blocks[b].contains(ip))
+            .collect();
+        let next = self.signatures.len();
+        let id = *self.signatures.entry(members).or_insert(next);
+        self.by_stretch.insert((v4, stretch), id);
+        id
+    }
 }
 
 pub struct Analysis {
@@ -144,14 +203,9 @@ impl Analysis {
             .map(|(i, ns)| (ns.name.clone(), i))
             .collect();
 
-        let ip_blocks: Vec<&IpBlock> = {
-            let mut seen = HashSet::new();
-            all_ip_blocks(&cluster.policies)
-                .filter(|block| seen.insert(*block))
-                .collect()
-        };
+        let mut membership = BlockMembership::new(&cluster.policies);
 
-        let mut class_of_key: HashMap<ClassKey<'_>, ClassId> = HashMap::new();
+        let mut class_of_key: FxHashMap<ClassKey<'_>, ClassId> = FxHashMap::default();
         let mut classes = Vec::new();
         let mut endpoint_class = Vec::with_capacity(cluster.endpoints.len());
         for (id, ep) in cluster.endpoints.iter().enumerate() {
@@ -160,12 +214,13 @@ impl Analysis {
                 labels: &ep.labels,
                 ports: &ep.ports,
                 host_network: ep.host_network,
-                ip_blocks: ip_blocks
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, b)| ep.ips.iter().any(|ip| b.contains(*ip)))
-                    .map(|(i, _)| i)
-                    .collect(),
+                ip_blocks: {
+                    let mut ids: Vec<usize> =
+                        ep.ips.iter().map(|ip| membership.signature(*ip)).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    ids
+                },
             };
             let namespace = key.namespace;
             let class = *class_of_key.entry(key).or_insert_with(|| {

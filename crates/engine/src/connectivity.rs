@@ -11,7 +11,7 @@
 //! intersection, and the work grows with profiles × groups rather than with pods².
 
 use crate::analysis::{Analysis, ClassId, ExternalRange, Subject, direction_slot};
-use crate::model::{Direction, NamespaceScope, Peer, PortRef, Rule};
+use crate::model::{ContainerPort, Direction, NamespaceScope, Peer, PortRef, Rule};
 use crate::ports::PortSet;
 use crate::selector::{LabelSelector, Operator};
 use fixedbitset::FixedBitSet;
@@ -26,6 +26,18 @@ pub enum Node {
 }
 
 pub type PortSetId = u32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKey {
+    egress_profile: u32,
+    ingress_group: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DestinationKey {
+    ingress_profile: u32,
+    egress_group: u32,
+}
 
 const EMPTY: PortSetId = 0;
 const ALL: PortSetId = 1;
@@ -91,9 +103,34 @@ impl Connectivity {
 
     /// [`Self::allowed`] as an id: equal ids mean equal port sets, so callers can count by id.
     pub fn allowed_id(&self, src: Node, dst: Node) -> PortSetId {
-        let (s, d) = (self.index(src), self.index(dst));
-        let egress = self.egress.cell(s, d);
-        let ingress = self.ingress.cell(d, s);
+        self.allowed_between(self.source_key(src), self.destination_key(dst))
+    }
+
+    /// Nodes with equal source keys reach every destination alike.
+    pub fn source_key(&self, node: Node) -> SourceKey {
+        let i = self.index(node);
+        SourceKey {
+            egress_profile: self.egress.profile[i],
+            ingress_group: self.ingress.group[i],
+        }
+    }
+
+    /// Nodes with equal destination keys are reached alike from every source.
+    pub fn destination_key(&self, node: Node) -> DestinationKey {
+        let i = self.index(node);
+        DestinationKey {
+            ingress_profile: self.ingress.profile[i],
+            egress_group: self.egress.group[i],
+        }
+    }
+
+    /// What any source of key `src` may open to any destination of key `dst`: iterating keys
+    /// instead of nodes is how whole-cluster questions stay fast.
+    pub fn allowed_between(&self, src: SourceKey, dst: DestinationKey) -> PortSetId {
+        let egress = self.egress.cells
+            [src.egress_profile as usize * self.egress.groups + dst.egress_group as usize];
+        let ingress = self.ingress.cells
+            [dst.ingress_profile as usize * self.ingress.groups + src.ingress_group as usize];
         match &self.intersections {
             Intersections::Dense {
                 egress_local,
@@ -444,7 +481,7 @@ impl Analysis {
         // ports resolve on the destination, which for egress is the other end.
         let mut group: Vec<u32> = vec![0; nodes];
         if named_ports && direction == Direction::Egress {
-            let mut by_ports: FxHashMap<&[crate::model::ContainerPort], u32> = FxHashMap::default();
+            let mut by_ports: FxHashMap<&[ContainerPort], u32> = FxHashMap::default();
             for (class, g) in group.iter_mut().enumerate().take(classes) {
                 let ports = &self.cluster.endpoints[self.classes[class].representative].ports[..];
                 let next = by_ports.len() as u32 + 1;
@@ -489,20 +526,18 @@ impl Analysis {
         // Rows: subjects with the same isolating policies (and, for ingress with named ports,
         // the same declared ports) share a row. Row 0 is "not isolated": every port.
         let mut profile = vec![0u32; nodes];
-        let mut rows: FxHashMap<(&[usize], &[crate::model::ContainerPort]), u32> =
-            FxHashMap::default();
+        let mut rows: FxHashMap<(&[usize], &[ContainerPort]), u32> = FxHashMap::default();
         let mut row_subjects: Vec<ClassId> = Vec::new();
         for (class_id, class) in self.classes.iter().enumerate() {
             let isolating = &class.isolating[slot][..];
             if isolating.is_empty() {
                 continue;
             }
-            let ports: &[crate::model::ContainerPort] =
-                if named_ports && direction == Direction::Ingress {
-                    &self.cluster.endpoints[class.representative].ports
-                } else {
-                    &[]
-                };
+            let ports: &[ContainerPort] = if named_ports && direction == Direction::Ingress {
+                &self.cluster.endpoints[class.representative].ports
+            } else {
+                &[]
+            };
             let next = rows.len() as u32 + 1;
             profile[class_id] = *rows.entry((isolating, ports)).or_insert_with(|| {
                 row_subjects.push(class_id);
@@ -510,6 +545,8 @@ impl Analysis {
             });
         }
 
+        let mut named_rule_ports: FxHashMap<(usize, &[ContainerPort]), PortSetId> =
+            FxHashMap::default();
         let mut cells = vec![ALL; groups];
         for &subject in &row_subjects {
             let start = cells.len();
@@ -526,7 +563,16 @@ impl Analysis {
                                     self.node_subject(representative[g as usize], peers.externals)
                                 }
                             };
-                            port_sets.intern(self.rule_ports(rule.rule, destination))
+                            // Named ports resolve alike on destinations declaring alike.
+                            let declared: &[ContainerPort] = match destination {
+                                Subject::Endpoint(id) => &self.cluster.endpoints[id].ports,
+                                Subject::External(_) => &[],
+                            };
+                            *named_rule_ports
+                                .entry((rule_index, declared))
+                                .or_insert_with(|| {
+                                    port_sets.intern(self.rule_ports(rule.rule, destination))
+                                })
                         });
                         row[g as usize] = port_sets.union(row[g as usize], ports);
                     }

@@ -12,7 +12,7 @@ mod selector;
 pub use analysis::{
     Analysis, ClassId, Decision, EndpointId, ExternalRange, PolicyId, RuleRef, SideVerdict, Subject,
 };
-pub use connectivity::{Connectivity, Node, PortSetId};
+pub use connectivity::{Connectivity, DestinationKey, Node, PortSetId, SourceKey};
 pub use model::{
     Cluster, ContainerPort, Direction, Endpoint, EndpointKind, IpBlock, NAMESPACE_NAME_LABEL,
     Namespace, NamespaceScope, NetworkPolicy, Peer, PolicyTypes, PortRef, PortRule, Rule,

@@ -14,7 +14,7 @@ pub(crate) struct Text {
     pub text: String,
 }
 
-/// Reads every input in order. Problems (missing files, unreadable or non-UTF-8 ones) become
+/// Reads every input in order, each file once. Problems (missing files, unreadable or non-UTF-8 ones) become
 /// diagnostics; the other inputs are still read.
 pub(crate) fn read_all(paths: &[PathBuf], batch: &mut Batch) -> Vec<Text> {
     let mut texts = Vec::new();
@@ -37,7 +37,7 @@ pub(crate) fn read_all(paths: &[PathBuf], batch: &mut Batch) -> Vec<Text> {
             for file in files {
                 read_file(&file, &mut texts, batch);
             }
-        } else {
+        } else if first_visit(path, &mut visited) {
             read_file(path, &mut texts, batch);
         }
     }
@@ -52,9 +52,7 @@ fn walk(
     index: usize,
 ) {
     // Symlinks may form loops; each real directory is read once.
-    if let Ok(real) = dir.canonicalize()
-        && !visited.insert(real)
-    {
+    if !first_visit(dir, visited) {
         return;
     }
     let entries = match std::fs::read_dir(dir) {
@@ -88,9 +86,20 @@ fn walk(
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| EXTENSIONS.contains(&e))
+            && first_visit(&path, visited)
         {
             out.push(path);
         }
+    }
+}
+
+/// False for a file or directory already read under another name (or the same one), so
+/// overlapping arguments do not load objects twice.
+fn first_visit(path: &Path, visited: &mut HashSet<PathBuf>) -> bool {
+    match path.canonicalize() {
+        Ok(real) => visited.insert(real),
+        // Reading it will report the problem.
+        Err(_) => true,
     }
 }
 

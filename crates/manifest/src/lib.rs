@@ -1,5 +1,22 @@
 //! Loads Kubernetes manifests into [`palisade_engine::Cluster`], validating NetworkPolicies the
 //! way the API server does. One bad object is reported and left out; the rest still loads.
+//!
+//! - Input: YAML streams (several documents), JSON (read as YAML, so it has positions too),
+//!   `kind: List` as `kubectl get -o yaml` prints it and typed lists such as `PodList`. A YAML
+//!   error discards its document only. Aliases, merge keys (`<<`) and nesting are bounded.
+//! - Kinds: Namespace, Pod, NetworkPolicy, and the workloads Deployment, ReplicaSet,
+//!   StatefulSet, DaemonSet, Job, CronJob and ReplicationController, each in the one apiVersion
+//!   the API server serves (any other is an error). Other kinds are counted in
+//!   [`Loaded::skipped_kinds`].
+//! - A workload is one endpoint standing for its pods: the pod template's labels and ports,
+//!   `hostNetwork`, and `spec.replicas` (default 1; 1 for DaemonSet, Job and CronJob).
+//! - Pods that are in the input stand for themselves: a workload that owns an input Pod
+//!   (through `metadata.ownerReferences`, directly or via a ReplicaSet) is dropped, and a
+//!   workload owned by another input workload (a Deployment's ReplicaSet, a CronJob's Job) is
+//!   folded into it, so no pod is counted twice.
+//! - Objects without `metadata.namespace` go to [`LoadOptions::default_namespace`]; namespaces
+//!   that are used but not declared are added, all labelled `kubernetes.io/metadata.name`.
+//! - A second object of the same kind, namespace and name is an error and left out.
 
 mod collect;
 mod de;

@@ -108,11 +108,12 @@ pub(crate) fn label_value(s: &str) -> Vec<String> {
         errs.push(max_len(LABEL_VALUE_MAX));
     }
     if !s.is_empty() && !is_qualified_shaped(s) {
-        errs.push(format!(
+        errs.push(
             "a valid label value must be an empty string or consist of alphanumeric \
              characters, '-', '_' or '.', and must start and end with an alphanumeric \
              character (e.g. 'MyValue', or 'my_value', or '12345')"
-        ));
+                .to_string(),
+        );
     }
     errs
 }

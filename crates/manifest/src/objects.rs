@@ -44,6 +44,19 @@ impl Source<'_> {
         }
     }
 
+    /// An error about the input rather than about one object.
+    pub fn error(&self, batch: &mut Batch, pos: Pos, field: Option<&str>, message: &str) {
+        let field = field.map(str::to_string);
+        self.diagnose(
+            batch,
+            Severity::Error,
+            pos,
+            None,
+            field,
+            message.to_string(),
+        );
+    }
+
     pub fn diagnose(
         &self,
         batch: &mut Batch,
@@ -70,13 +83,11 @@ impl Source<'_> {
 pub(crate) fn load_document(root: &Node<'_>, src: &Source<'_>, batch: &mut Batch) {
     match root.resolved().value {
         Value::Map(_) => load_object(root, None, src, batch),
-        _ => src.diagnose(
+        _ => src.error(
             batch,
-            Severity::Error,
             root.pos,
             None,
-            None,
-            "expected a Kubernetes object (a mapping with apiVersion and kind)".to_string(),
+            "expected a Kubernetes object (a mapping with apiVersion and kind)",
         ),
     }
 }
@@ -97,31 +108,21 @@ fn load_object(
             None => "missing `kind`: not a Kubernetes object",
         };
         let pos = FieldPath::new("kind").locate(node);
-        src.diagnose(
-            batch,
-            Severity::Error,
-            pos,
-            None,
-            Some("kind".into()),
-            message.into(),
-        );
-        return;
+        return src.error(batch, pos, Some("kind"), message);
     };
-    if kind == "List" {
-        return load_items(node, None, src, batch);
+    if let Some(implied) = list_items_kind(kind, api_version) {
+        return load_items(node, implied, src, batch);
     }
-    if let Some(item_kind) = kind.strip_suffix("List")
-        && let Some(&(known, _)) = KINDS.iter().find(|(k, _)| *k == item_kind)
-    {
-        return load_items(
-            node,
-            Some((known, api_version.unwrap_or_default())),
-            src,
-            batch,
-        );
-    }
-    let Some(&(kind, expected)) = KINDS.iter().find(|(k, _)| *k == kind) else {
-        *batch.skipped_kinds.entry(kind.to_string()).or_default() += 1;
+    let known = KINDS.iter().find(|(k, _)| *k == kind);
+    let Some(&(kind, expected)) = known.filter(|_| api_version.is_none_or(is_kubernetes_group))
+    else {
+        // Same-named kinds of other API groups are other resources (Calico's NetworkPolicy in
+        // projectcalico.org/v3): skipped, and told apart from ours.
+        let name = match (known, api_version) {
+            (Some(_), Some(v)) => format!("{kind} ({v})"),
+            _ => kind.to_string(),
+        };
+        *batch.skipped_kinds.entry(name).or_default() += 1;
         return;
     };
     let ctx = Ctx::new(node, kind, src);
@@ -143,6 +144,37 @@ fn load_object(
     }
 }
 
+/// Whether `api_version` belongs to an API group of Kubernetes itself (core, `apps`,
+/// `batch`, `extensions`, `*.k8s.io`), where a kind we read means our resource.
+fn is_kubernetes_group(api_version: &str) -> bool {
+    match api_version.split_once('/') {
+        None => true,
+        Some((group, _)) => {
+            matches!(group, "apps" | "batch" | "extensions") || group.ends_with(".k8s.io")
+        }
+    }
+}
+
+/// What a list kind implies for its items: nothing for `List` (its items name their kinds),
+/// the kind and the list's apiVersion for a typed list like `PodList`. None: not a list.
+pub(crate) fn list_items_kind<'v>(
+    kind: &str,
+    api_version: Option<&'v str>,
+) -> Option<Option<(&'static str, &'v str)>> {
+    if kind == "List" {
+        return Some(None);
+    }
+    let item_kind = kind.strip_suffix("List")?;
+    let &(known, _) = KINDS.iter().find(|(k, _)| *k == item_kind)?;
+    Some(Some((known, api_version.unwrap_or_default())))
+}
+
+/// True when `node` is a mapping that names its own kind and apiVersion.
+pub(crate) fn names_its_kind(node: &Node<'_>) -> bool {
+    node.get("kind").and_then(Node::as_str).is_some()
+        && node.get("apiVersion").and_then(Node::as_str).is_some()
+}
+
 fn load_items(list: &Node<'_>, implied: Option<(&str, &str)>, src: &Source<'_>, batch: &mut Batch) {
     let Some(items) = list.get("items") else {
         return;
@@ -150,34 +182,31 @@ fn load_items(list: &Node<'_>, implied: Option<(&str, &str)>, src: &Source<'_>, 
     match &items.resolved().value {
         Value::Null => {}
         Value::Seq(items) => {
-            for (i, item) in items.iter().enumerate() {
-                if let Value::Map(_) = item.resolved().value {
-                    load_object(item, implied, src, batch);
-                } else {
-                    let field = FieldPath::new("items").index(i);
-                    let message = "expected a Kubernetes object (a mapping)".to_string();
-                    src.diagnose(
-                        batch,
-                        Severity::Error,
-                        item.pos,
-                        None,
-                        Some(field.to_string()),
-                        message,
-                    );
-                }
+            for item in items {
+                load_item(item, implied, src, batch);
             }
         }
-        _ => {
-            let message = "expected a list of objects".to_string();
-            src.diagnose(
-                batch,
-                Severity::Error,
-                items.pos,
-                None,
-                Some("items".into()),
-                message,
-            );
-        }
+        _ => src.error(
+            batch,
+            items.pos,
+            Some("items"),
+            "expected a list of objects",
+        ),
+    }
+}
+
+/// One item of a list.
+pub(crate) fn load_item(
+    item: &Node<'_>,
+    implied: Option<(&str, &str)>,
+    src: &Source<'_>,
+    batch: &mut Batch,
+) {
+    if let Value::Map(_) = item.resolved().value {
+        load_object(item, implied, src, batch);
+    } else {
+        let message = "expected a Kubernetes object (a mapping)";
+        src.error(batch, item.pos, Some("items"), message);
     }
 }
 
@@ -198,7 +227,10 @@ impl<'c, 'a> Ctx<'c, 'a> {
                 .and_then(Node::as_str)
         };
         let name = metadata("name").unwrap_or("<unnamed>");
-        let namespace = metadata("namespace").unwrap_or(&src.options.default_namespace);
+        // kubectl treats an empty namespace like a missing one.
+        let namespace = metadata("namespace")
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&src.options.default_namespace);
         let label = match kind {
             "Namespace" => format!("Namespace {name}"),
             _ => format!("{kind} {namespace}/{name}"),

@@ -150,7 +150,9 @@ mod tests {
     fn renders_like_the_api_server_and_locates_nearest_ancestor() {
         let text = "spec:\n  podSelector:\n    matchLabels:\n      app.kubernetes.io/name: web\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8}\n";
         let mut root = None;
-        parse_piece(text, 0, |d| root = Some(d.expect("parses")));
+        parse_piece(text, 0, &mut |d: Result<_, _>| {
+            root = Some(d.expect("parses"))
+        });
         let root = root.expect("doc");
         let spec = FieldPath::new("spec");
         let labels = spec.child("podSelector").child("matchLabels");

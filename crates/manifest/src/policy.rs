@@ -272,7 +272,9 @@ fn parse_cidr(text: &str, path: &FieldPath, problems: &mut Problems) -> Option<I
     if network.to_string() != text {
         problems.warn(
             path.clone(),
-            format!("non-canonical CIDR {text:?}: the API server reads it as {network}; write that"),
+            format!(
+                "non-canonical CIDR {text:?}: the API server reads it as {network}; write that"
+            ),
         );
     }
     Some(network)

@@ -7,7 +7,7 @@
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span, Tag};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 /// Nesting limit (counting through aliases), the same as serde_json's recursion limit.
@@ -162,27 +162,63 @@ pub(crate) struct YamlError {
     pub message: String,
 }
 
-/// Parses one piece, calling `on_document` with each document's root (or the error that
-/// discarded it) in order. Empty documents are skipped.
-pub(crate) fn parse_piece<'a>(
-    text: &'a str,
-    first_line: usize,
-    mut on_document: impl FnMut(Result<Node<'a>, YamlError>),
-) {
+/// The root mapping's `kind` and `apiVersion`, as far as read.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RootSoFar<'r> {
+    pub kind: Option<&'r str>,
+    pub api_version: Option<&'r str>,
+}
+
+/// Receives what a piece holds, in order.
+pub(crate) trait Sink<'a> {
+    /// An item of the root mapping's `items` list, offered as soon as it is complete so that a
+    /// huge `kind: List` need not be held whole. Returning the item keeps it in the tree.
+    fn item(&mut self, item: Node<'a>, root: RootSoFar<'_>) -> Option<Node<'a>>;
+
+    /// A finished document, or the error that discarded it. Empty documents are skipped.
+    fn document(&mut self, document: Result<Node<'a>, YamlError>);
+}
+
+/// A closure takes whole documents only.
+impl<'a, F: FnMut(Result<Node<'a>, YamlError>)> Sink<'a> for F {
+    fn item(&mut self, item: Node<'a>, _root: RootSoFar<'_>) -> Option<Node<'a>> {
+        Some(item)
+    }
+
+    fn document(&mut self, document: Result<Node<'a>, YamlError>) {
+        self(document);
+    }
+}
+
+/// Parses one piece into `sink`.
+pub(crate) fn parse_piece<'a>(text: &'a str, first_line: usize, sink: &mut impl Sink<'a>) {
     let mut parser = Parser::new_from_str(text);
-    let mut doc = DocBuilder::new(first_line);
+    let mut doc = DocBuilder::new(first_line, sink);
     while let Some(event) = parser.next_event() {
         match event {
-            Ok((event, span)) => {
-                if let Some(result) = doc.on_event(event, span) {
-                    on_document(result);
-                }
-            }
+            Ok((event, span)) => doc.on_event(event, span),
             Err(err) => {
-                on_document(Err(scan_error(&err, first_line)));
+                let mut err = scan_error(&err, first_line);
+                // At the end of input the parser points past the last line.
+                err.pos = err.pos.min(end_of(text, first_line));
+                doc.sink.document(Err(err));
                 return;
             }
         }
+    }
+}
+
+/// The position just after the last character of `text`.
+fn end_of(text: &str, first_line: usize) -> Pos {
+    let last = text.rfind(['\n', '\r']).map_or(0, |i| i + 1);
+    let breaks = text.matches('\n').count()
+        + text
+            .split_inclusive('\n')
+            .map(lone_carriage_returns)
+            .sum::<usize>();
+    Pos {
+        line: first_line + breaks + 1,
+        column: text[last..].chars().count() + 1,
     }
 }
 
@@ -227,7 +263,8 @@ enum PendingKey<'a> {
     Merge,
 }
 
-struct DocBuilder<'a> {
+struct DocBuilder<'a, 's, S> {
+    sink: &'s mut S,
     first_line: usize,
     frames: Vec<Frame<'a>>,
     anchors: HashMap<usize, Anchor<'a>>,
@@ -237,9 +274,10 @@ struct DocBuilder<'a> {
     failed: bool,
 }
 
-impl<'a> DocBuilder<'a> {
-    fn new(first_line: usize) -> Self {
+impl<'a, 's, S: Sink<'a>> DocBuilder<'a, 's, S> {
+    fn new(first_line: usize, sink: &'s mut S) -> Self {
         Self {
+            sink,
             first_line,
             frames: Vec::new(),
             anchors: HashMap::new(),
@@ -256,33 +294,32 @@ impl<'a> DocBuilder<'a> {
         }
     }
 
-    /// Returns a finished document (or its error) when one ends or fails.
-    fn on_event(&mut self, event: Event<'a>, span: Span) -> Option<Result<Node<'a>, YamlError>> {
+    /// Hands a document (or its error) to the sink when it ends or fails.
+    fn on_event(&mut self, event: Event<'a>, span: Span) {
         if let Event::DocumentStart(_) = event {
-            self.reset();
-            return None;
+            return self.reset();
         }
         if let Event::DocumentEnd = event {
-            let done = std::mem::replace(&mut self.failed, false);
+            let failed = std::mem::replace(&mut self.failed, false);
             let root = self.root.take();
             self.reset();
-            return match root {
-                Some(root) if !done && !matches!(root.value, Value::Null) => Some(Ok(root)),
-                _ => None,
-            };
+            if let Some(root) = root
+                && !failed
+                && !matches!(root.value, Value::Null)
+            {
+                self.sink.document(Ok(root));
+            }
+            return;
         }
         if self.failed {
-            return None;
+            return;
         }
         let pos = self.pos(&span);
-        match self.apply(event, pos) {
-            Ok(()) => None,
-            Err(err) => {
-                self.failed = true;
-                self.frames.clear();
-                self.anchors.clear();
-                Some(Err(err))
-            }
+        if let Err(err) = self.apply(event, pos) {
+            self.failed = true;
+            self.frames.clear();
+            self.anchors.clear();
+            self.sink.document(Err(err));
         }
     }
 
@@ -461,6 +498,10 @@ impl<'a> DocBuilder<'a> {
                 value: Value::Shared(shared),
             }
         };
+        let node = match self.offer_item(node) {
+            Some(node) => node,
+            None => return Ok(()),
+        };
         let Some(parent) = self.frames.last_mut() else {
             self.root = Some(node);
             return Ok(());
@@ -484,6 +525,34 @@ impl<'a> DocBuilder<'a> {
             },
         }
         Ok(())
+    }
+}
+
+impl<'a, S: Sink<'a>> DocBuilder<'a, '_, S> {
+    /// Offers `node` to the sink if it is an item of the root's `items` (an unanchored list, so
+    /// no alias can need it later). Returns it unless the sink took it.
+    fn offer_item(&mut self, node: Node<'a>) -> Option<Node<'a>> {
+        let [root, list] = &self.frames[..] else {
+            return Some(node);
+        };
+        let (FrameKind::Map { entries, key, .. }, FrameKind::Seq(_)) = (&root.kind, &list.kind)
+        else {
+            return Some(node);
+        };
+        if list.anchor != 0 || !matches!(key, Some(PendingKey::Key(k, _)) if k == "items") {
+            return Some(node);
+        }
+        let text = |name: &str| {
+            entries
+                .iter()
+                .find(|e| e.key == name)
+                .and_then(|e| e.value.as_str())
+        };
+        let root = RootSoFar {
+            kind: text("kind"),
+            api_version: text("apiVersion"),
+        };
+        self.sink.item(node, root)
     }
 }
 
@@ -525,12 +594,13 @@ fn merge_into<'a>(entries: &mut Vec<Entry<'a>>, source: Node<'a>) -> Result<(), 
             );
         }
     };
+    let mut present: HashSet<Cow<'a, str>> = entries.iter().map(|e| e.key.clone()).collect();
     for map in maps {
         let Value::Map(more) = &map.value else {
             return Err("a merge key (<<) list may only hold mappings".into());
         };
         for entry in more {
-            if !entries.iter().any(|e| e.key == entry.key) {
+            if present.insert(entry.key.clone()) {
                 entries.push(entry.clone());
             }
         }
@@ -620,7 +690,7 @@ mod tests {
     fn parse(text: &str) -> Vec<Result<Node<'_>, YamlError>> {
         let mut docs = Vec::new();
         for piece in split_documents(text) {
-            parse_piece(&text[piece.start..piece.end], piece.first_line, |d| {
+            parse_piece(&text[piece.start..piece.end], piece.first_line, &mut |d| {
                 docs.push(d)
             });
         }
@@ -752,7 +822,11 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         let deep_alias = {
             let mut s = format!("a0: &a0 {}{}\n", "[".repeat(100), "]".repeat(100));
-            s.push_str(&format!("a1: &a1 {}*a0{}\n", "[".repeat(30), "]".repeat(30)));
+            s.push_str(&format!(
+                "a1: &a1 {}*a0{}\n",
+                "[".repeat(30),
+                "]".repeat(30)
+            ));
             s
         };
         let table = [

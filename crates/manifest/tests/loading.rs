@@ -2,8 +2,8 @@
 //! skipped kinds, namespaces and positions.
 
 use palisade_engine::{
-    ContainerPort, EndpointKind, LabelSelector, NAMESPACE_NAME_LABEL, NamespaceScope, Peer, PolicyTypes, PortRef,
-    PortRule, Protocol, Rule,
+    ContainerPort, EndpointKind, LabelSelector, NAMESPACE_NAME_LABEL, NamespaceScope, Peer,
+    PolicyTypes, PortRef, PortRule, Protocol, Rule,
 };
 use palisade_manifest::{LoadOptions, Loaded, Origin, Severity, load_paths, load_str};
 use std::collections::BTreeMap;
@@ -14,11 +14,18 @@ fn load(text: &str) -> Loaded {
 }
 
 fn testdata(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(path)
 }
 
 fn names(loaded: &Loaded) -> Vec<String> {
-    loaded.cluster.endpoints.iter().map(|e| e.qualified_name()).collect()
+    loaded
+        .cluster
+        .endpoints
+        .iter()
+        .map(|e| e.qualified_name())
+        .collect()
 }
 
 fn assert_clean(loaded: &Loaded) {
@@ -33,7 +40,10 @@ fn kubectl_list_loads_items_and_counts_skipped_kinds() {
     let pod = &loaded.cluster.endpoints[0];
     assert_eq!(pod.qualified_name(), "shop/web-0");
     assert_eq!(pod.kind, EndpointKind::Pod);
-    assert_eq!(pod.labels, BTreeMap::from([("app".to_string(), "web".to_string())]));
+    assert_eq!(
+        pod.labels,
+        BTreeMap::from([("app".to_string(), "web".to_string())])
+    );
     let ips: Vec<String> = pod.ips.iter().map(|ip| ip.to_string()).collect();
     assert_eq!(ips, ["10.244.1.7", "fd00:10:244:1::7"]);
     assert_eq!(
@@ -44,8 +54,22 @@ fn kubectl_list_loads_items_and_counts_skipped_kinds() {
             protocol: Protocol::Tcp
         }]
     );
-    assert_eq!(loaded.endpoint_origins, [Origin { file: file.clone(), line: 3, column: 3 }]);
-    assert_eq!(loaded.policy_origins, [Origin { file, line: 41, column: 3 }]);
+    assert_eq!(
+        loaded.endpoint_origins,
+        [Origin {
+            file: file.clone(),
+            line: 3,
+            column: 3
+        }]
+    );
+    assert_eq!(
+        loaded.policy_origins,
+        [Origin {
+            file,
+            line: 41,
+            column: 3
+        }]
+    );
     let policy = &loaded.cluster.policies[0];
     assert_eq!(policy.qualified_name(), "shop/allow-web");
     assert_eq!(
@@ -59,10 +83,16 @@ fn kubectl_list_loads_items_and_counts_skipped_kinds() {
             }]
         }]
     );
-    assert_eq!(loaded.skipped_kinds, BTreeMap::from([("Service".to_string(), 1)]));
+    assert_eq!(
+        loaded.skipped_kinds,
+        BTreeMap::from([("Service".to_string(), 1)])
+    );
     let ns = &loaded.cluster.namespaces;
     assert_eq!(ns.len(), 1, "shop exists implicitly");
-    assert_eq!(ns[0].labels.get(NAMESPACE_NAME_LABEL).map(String::as_str), Some("shop"));
+    assert_eq!(
+        ns[0].labels.get(NAMESPACE_NAME_LABEL).map(String::as_str),
+        Some("shop")
+    );
 }
 
 #[test]
@@ -77,24 +107,59 @@ fn directories_are_walked_recursively_in_sorted_order() {
         .collect();
     assert_eq!(files, ["db.json", "web.yml"]);
     // JSON goes through the YAML parser, so it has positions too.
-    assert_eq!((loaded.endpoint_origins[0].line, loaded.endpoint_origins[0].column), (1, 1));
+    assert_eq!(
+        (
+            loaded.endpoint_origins[0].line,
+            loaded.endpoint_origins[0].column
+        ),
+        (1, 1)
+    );
     assert_eq!(loaded.policy_origins[0].line, 3);
-    assert_eq!(loaded.skipped_kinds, BTreeMap::from([("ConfigMap".to_string(), 1)]));
+    assert_eq!(
+        loaded.skipped_kinds,
+        BTreeMap::from([("ConfigMap".to_string(), 1)])
+    );
     let shop = &loaded.cluster.namespaces[0];
     assert_eq!(loaded.cluster.namespaces.len(), 1);
     assert_eq!(shop.labels.get("team").map(String::as_str), Some("retail"));
-    assert_eq!(shop.labels.get(NAMESPACE_NAME_LABEL).map(String::as_str), Some("shop"));
+    assert_eq!(
+        shop.labels.get(NAMESPACE_NAME_LABEL).map(String::as_str),
+        Some("shop")
+    );
+}
+
+#[test]
+fn overlapping_arguments_load_each_file_once() {
+    let paths = [
+        testdata("tree/20-apps/db.json"),
+        testdata("tree"),
+        testdata("tree/20-apps"),
+    ];
+    let loaded = load_paths(&paths, &LoadOptions::default());
+    assert_clean(&loaded);
+    assert_eq!(names(&loaded), ["shop/db", "shop/deployment/web"]);
 }
 
 #[test]
 fn explicit_files_and_missing_paths() {
-    let paths = [testdata("tree/20-apps/notes.txt"), testdata("no-such-file.yaml"), testdata("tree/20-apps/db.json")];
+    let paths = [
+        testdata("tree/20-apps/notes.txt"),
+        testdata("no-such-file.yaml"),
+        testdata("tree/20-apps/db.json"),
+    ];
     let loaded = load_paths(&paths, &LoadOptions::default());
     // notes.txt is read because it was named: its document has no apiVersion, and the
     // missing file is reported; db.json still loads.
-    let messages: Vec<&str> = loaded.diagnostics.iter().map(|d| d.message.as_str()).collect();
+    let messages: Vec<&str> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect();
     assert_eq!(loaded.diagnostics.len(), 2, "{messages:?}");
-    assert!(messages[0].contains("YAML syntax error") || messages[0].contains("apiVersion"), "{messages:?}");
+    assert!(
+        messages[0].contains("YAML syntax error") || messages[0].contains("apiVersion"),
+        "{messages:?}"
+    );
     assert!(messages[1].starts_with("cannot read"), "{messages:?}");
     assert_eq!(names(&loaded), ["shop/db"]);
 }
@@ -123,7 +188,14 @@ metadata: {name: c}
     assert_eq!(d.severity, Severity::Error);
     assert!(d.message.starts_with("YAML syntax error"), "{d}");
     assert!((7..=8).contains(&d.origin.line), "{d}");
-    assert_eq!(loaded.endpoint_origins.iter().map(|o| o.line).collect::<Vec<_>>(), [1, 9]);
+    assert_eq!(
+        loaded
+            .endpoint_origins
+            .iter()
+            .map(|o| o.line)
+            .collect::<Vec<_>>(),
+        [1, 9]
+    );
 }
 
 #[test]
@@ -144,20 +216,46 @@ fn every_workload_kind_becomes_one_endpoint() {
           ports: [{containerPort: 9090, name: metrics}]
         - name: setup
           ports: [{containerPort: 1}]";
-    let doc = |kind: &str, api: &str, spec: &str| format!("apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: w\n  namespace: n\nspec:\n{spec}\n---\n");
+    let doc = |kind: &str, api: &str, spec: &str| {
+        format!(
+            "apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: w\n  namespace: n\nspec:\n{spec}\n---\n"
+        )
+    };
     let plain = |replicas: &str, app: &str, host: &str| {
-        format!("  {replicas}\n  {}", template.replace("APP", app).replace("HOST", host))
+        format!(
+            "  {replicas}\n  {}",
+            template.replace("APP", app).replace("HOST", host)
+        )
     };
     let mut text = String::new();
     text += &doc("Deployment", "apps/v1", &plain("replicas: 3", "d", "false"));
-    text += &doc("ReplicaSet", "apps/v1", &plain("replicas: 0", "rs", "false"));
-    text += &doc("StatefulSet", "apps/v1", &plain("serviceName: s", "sts", "false"));
-    text += &doc("DaemonSet", "apps/v1", &plain("minReadySeconds: 1", "ds", "true"));
+    text += &doc(
+        "ReplicaSet",
+        "apps/v1",
+        &plain("replicas: 0", "rs", "false"),
+    );
+    text += &doc(
+        "StatefulSet",
+        "apps/v1",
+        &plain("serviceName: s", "sts", "false"),
+    );
+    text += &doc(
+        "DaemonSet",
+        "apps/v1",
+        &plain("minReadySeconds: 1", "ds", "true"),
+    );
     text += &doc("Job", "batch/v1", &plain("parallelism: 4", "job", "false"));
-    text += &doc("ReplicationController", "v1", &plain("replicas: 2", "rc", "false"));
+    text += &doc(
+        "ReplicationController",
+        "v1",
+        &plain("replicas: 2", "rc", "false"),
+    );
     let cron = format!(
         "  schedule: '* * * * *'\n  jobTemplate:\n    spec:\n      {}",
-        template.replace("APP", "cron").replace("HOST", "false").replace("\n", "\n    ")
+        template
+            .replace("APP", "cron")
+            .replace("HOST", "false")
+            .replace("\n", "\n    ")
     );
     text += &doc("CronJob", "batch/v1", &cron);
     let loaded = load(&text);
@@ -170,7 +268,12 @@ fn every_workload_kind_becomes_one_endpoint() {
             let EndpointKind::Workload { kind } = &e.kind else {
                 panic!("workload expected: {e:?}")
             };
-            (kind.clone(), e.labels.get("app").cloned().unwrap_or_default(), e.replicas, e.host_network)
+            (
+                kind.clone(),
+                e.labels.get("app").cloned().unwrap_or_default(),
+                e.replicas,
+                e.host_network,
+            )
         })
         .collect();
     let expected = [
@@ -185,10 +288,18 @@ fn every_workload_kind_becomes_one_endpoint() {
     .map(|(k, a, r, h)| (k.to_string(), a.to_string(), r, h));
     assert_eq!(got, expected);
     for e in &loaded.cluster.endpoints {
-        let ports: Vec<(Option<&str>, u16, Protocol)> = e.ports.iter().map(|p| (p.name.as_deref(), p.port, p.protocol)).collect();
+        let ports: Vec<(Option<&str>, u16, Protocol)> = e
+            .ports
+            .iter()
+            .map(|p| (p.name.as_deref(), p.port, p.protocol))
+            .collect();
         assert_eq!(
             ports,
-            [(Some("http"), 80, Protocol::Tcp), (None, 53, Protocol::Udp), (Some("metrics"), 9090, Protocol::Tcp)],
+            [
+                (Some("http"), 80, Protocol::Tcp),
+                (None, 53, Protocol::Udp),
+                (Some("metrics"), 9090, Protocol::Tcp)
+            ],
             "{}",
             e.qualified_name()
         );
@@ -212,23 +323,46 @@ fn owned(kind: &str, name: &str, owner: Option<(&str, &str)>, labels: &str) -> S
         "CronJob" => "spec:\n  schedule: x\n  jobTemplate: {spec: {template: {metadata: {labels: {a: b}}}}}\n".to_string(),
         _ => "spec:\n  template:\n    metadata: {labels: {a: b}}\n".to_string(),
     };
-    format!("apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {name}\n  uid: u-{name}\n  labels: {{{labels}}}\n{owners}{spec}---\n")
+    format!(
+        "apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {name}\n  uid: u-{name}\n  labels: {{{labels}}}\n{owners}{spec}---\n"
+    )
 }
 
 #[test]
 fn pods_replace_the_workloads_that_own_them() {
     let deployment = owned("Deployment", "web", None, "");
-    let rs = owned("ReplicaSet", "web-5d9f", Some(("Deployment", "web")), "pod-template-hash: 5d9f");
-    let pod = |name: &str| owned("Pod", name, Some(("ReplicaSet", "web-5d9f")), "pod-template-hash: 5d9f");
+    let rs = owned(
+        "ReplicaSet",
+        "web-5d9f",
+        Some(("Deployment", "web")),
+        "pod-template-hash: 5d9f",
+    );
+    let pod = |name: &str| {
+        owned(
+            "Pod",
+            name,
+            Some(("ReplicaSet", "web-5d9f")),
+            "pod-template-hash: 5d9f",
+        )
+    };
     let cron = owned("CronJob", "nightly", None, "");
     let job = owned("Job", "nightly-28000", Some(("CronJob", "nightly")), "");
     let job_pod = owned("Pod", "nightly-28000-x", Some(("Job", "nightly-28000")), "");
-    let other_uid = owned("Pod", "stranger", Some(("ReplicaSet", "web-5d9f")), "").replace("uid: u-web-5d9f", "uid: other");
+    let other_uid = owned("Pod", "stranger", Some(("ReplicaSet", "web-5d9f")), "")
+        .replace("uid: u-web-5d9f", "uid: other");
     let standalone_rs = owned("ReplicaSet", "lonely", Some(("Deployment", "gone")), "");
     // (case, input, endpoints left)
     let table: Vec<(&str, String, Vec<&str>)> = vec![
-        ("deployment alone", deployment.clone(), vec!["default/deployment/web"]),
-        ("replicaset folds into its deployment", format!("{rs}{deployment}"), vec!["default/deployment/web"]),
+        (
+            "deployment alone",
+            deployment.clone(),
+            vec!["default/deployment/web"],
+        ),
+        (
+            "replicaset folds into its deployment",
+            format!("{rs}{deployment}"),
+            vec!["default/deployment/web"],
+        ),
         (
             "pods through a replicaset replace both",
             format!("{deployment}{rs}{}{}", pod("web-5d9f-a"), pod("web-5d9f-b")),
@@ -239,14 +373,26 @@ fn pods_replace_the_workloads_that_own_them() {
             format!("{deployment}{}", pod("web-5d9f-a")),
             vec!["default/web-5d9f-a"],
         ),
-        ("pods and their replicaset", format!("{rs}{}", pod("web-5d9f-a")), vec!["default/web-5d9f-a"]),
-        ("a replicaset whose deployment is absent stays", standalone_rs.clone(), vec!["default/replicaset/lonely"]),
+        (
+            "pods and their replicaset",
+            format!("{rs}{}", pod("web-5d9f-a")),
+            vec!["default/web-5d9f-a"],
+        ),
+        (
+            "a replicaset whose deployment is absent stays",
+            standalone_rs.clone(),
+            vec!["default/replicaset/lonely"],
+        ),
         (
             "cronjob, job and pod",
             format!("{cron}{job}{job_pod}"),
             vec!["default/nightly-28000-x"],
         ),
-        ("cronjob and job", format!("{cron}{job}"), vec!["default/cronjob/nightly"]),
+        (
+            "cronjob and job",
+            format!("{cron}{job}"),
+            vec!["default/cronjob/nightly"],
+        ),
         (
             "an owner reference with another uid is someone else",
             format!("{rs}{other_uid}"),
@@ -274,9 +420,17 @@ fn default_namespace_and_implicit_namespaces() {
         .cluster
         .namespaces
         .iter()
-        .map(|n| (n.name.as_str(), n.labels.get(NAMESPACE_NAME_LABEL).map(String::as_str)))
+        .map(|n| {
+            (
+                n.name.as_str(),
+                n.labels.get(NAMESPACE_NAME_LABEL).map(String::as_str),
+            )
+        })
         .collect();
-    assert_eq!(namespaces, [("other", Some("other")), ("team-a", Some("team-a"))]);
+    assert_eq!(
+        namespaces,
+        [("other", Some("other")), ("team-a", Some("team-a"))]
+    );
 }
 
 #[test]
@@ -289,7 +443,10 @@ fn json_streams_and_typed_lists() {
     assert_eq!(names(&loaded), ["default/a"]);
     assert_eq!(loaded.endpoint_origins[0].line, 2);
     let d = &loaded.diagnostics[0];
-    assert_eq!((d.origin.line, d.field.as_deref()), (3, Some("status.podIP")));
+    assert_eq!(
+        (d.origin.line, d.field.as_deref()),
+        (3, Some("status.podIP"))
+    );
     assert_eq!(d.object.as_deref(), Some("Pod default/b"));
     assert!(d.message.contains("must be an IP address"), "{d}");
 }
@@ -318,7 +475,13 @@ spec:
     let loaded = load(text);
     assert_clean(&loaded);
     let p = &loaded.cluster.policies[0];
-    assert_eq!(p.policy_types, PolicyTypes { ingress: true, egress: false });
+    assert_eq!(
+        p.policy_types,
+        PolicyTypes {
+            ingress: true,
+            egress: false
+        }
+    );
     assert_eq!(p.pod_selector.to_string(), "tier notin (db)");
     assert_eq!(p.ingress[0], Rule::default());
     let rule = &p.ingress[1];
@@ -335,45 +498,133 @@ spec:
             },
         ]
     );
-    let Peer::IpBlock(block) = &rule.peers[2] else { panic!("ipBlock expected") };
-    assert_eq!((block.cidr.to_string(), block.except[0].to_string()), ("10.0.0.0/8".into(), "10.1.0.0/16".into()));
+    let Peer::IpBlock(block) = &rule.peers[2] else {
+        panic!("ipBlock expected")
+    };
+    assert_eq!(
+        (block.cidr.to_string(), block.except[0].to_string()),
+        ("10.0.0.0/8".into(), "10.1.0.0/16".into())
+    );
     assert_eq!(
         rule.ports,
         [
-            PortRule { protocol: Protocol::Udp, port: Some(PortRef::Number(53)), end_port: None },
-            PortRule { protocol: Protocol::Tcp, port: Some(PortRef::Number(8000)), end_port: Some(8100) },
-            PortRule { protocol: Protocol::Sctp, port: None, end_port: None },
+            PortRule {
+                protocol: Protocol::Udp,
+                port: Some(PortRef::Number(53)),
+                end_port: None
+            },
+            PortRule {
+                protocol: Protocol::Tcp,
+                port: Some(PortRef::Number(8000)),
+                end_port: Some(8100)
+            },
+            PortRule {
+                protocol: Protocol::Sctp,
+                port: None,
+                end_port: None
+            },
         ]
     );
     assert!(p.egress.is_empty());
 
     // policyTypes given, and defaulting with a non-empty egress section.
     let egress_only = text.replace("  egress: []\n", "  egress: [{}]\n");
-    assert_eq!(load(&egress_only).cluster.policies[0].policy_types, PolicyTypes { ingress: true, egress: true });
-    let declared = text.replace("  egress: []\n", "  egress: [{}]\n  policyTypes: [Egress]\n");
-    assert_eq!(load(&declared).cluster.policies[0].policy_types, PolicyTypes { ingress: false, egress: true });
+    assert_eq!(
+        load(&egress_only).cluster.policies[0].policy_types,
+        PolicyTypes {
+            ingress: true,
+            egress: true
+        }
+    );
+    let declared = text.replace(
+        "  egress: []\n",
+        "  egress: [{}]\n  policyTypes: [Egress]\n",
+    );
+    assert_eq!(
+        load(&declared).cluster.policies[0].policy_types,
+        PolicyTypes {
+            ingress: false,
+            egress: true
+        }
+    );
     let pod_only = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: q}\nspec:\n  ingress:\n  - from: [{podSelector: {}}]\n";
     let q = &load(pod_only).cluster.policies[0];
-    assert_eq!(q.ingress[0].peers, [Peer::Pods { namespaces: NamespaceScope::PolicyNamespace, pods: LabelSelector::everything() }]);
+    assert_eq!(
+        q.ingress[0].peers,
+        [Peer::Pods {
+            namespaces: NamespaceScope::PolicyNamespace,
+            pods: LabelSelector::everything()
+        }]
+    );
 }
 
 #[test]
 fn documents_that_are_not_objects() {
     // (case, input, field, message part)
     let table: &[(&str, &str, Option<&str>, &str)] = &[
-        ("no kind", "apiVersion: v1\nmetadata: {name: a}\n", Some("kind"), "missing `kind`"),
-        ("kind not a string", "kind: [Pod]\n", Some("kind"), "must be a string"),
-        ("a scalar", "just text\n", None, "expected a Kubernetes object"),
-        ("a list item that is not an object", "kind: List\nitems: [3]\n", Some("items[0]"), "expected a Kubernetes object"),
-        ("duplicate keys", "kind: Pod\nkind: Pod\n", None, "duplicate mapping key `kind`"),
-        ("a pod field of the wrong type", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {hostNetwork: sure}\n", Some("spec.hostNetwork"), "expected a boolean"),
-        ("a bad container port", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c, ports: [{containerPort: 0}]}]}\n", Some("spec.containers[0].ports[0].containerPort"), "between 1 and 65535"),
-        ("negative replicas", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec: {replicas: -1}\n", Some("spec.replicas"), "greater than or equal to 0"),
-        ("a workload needs a name", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {}\n", Some("metadata.name"), "required"),
+        (
+            "no kind",
+            "apiVersion: v1\nmetadata: {name: a}\n",
+            Some("kind"),
+            "missing `kind`",
+        ),
+        (
+            "kind not a string",
+            "kind: [Pod]\n",
+            Some("kind"),
+            "must be a string",
+        ),
+        (
+            "a scalar",
+            "just text\n",
+            None,
+            "expected a Kubernetes object",
+        ),
+        (
+            "a list item that is not an object",
+            "kind: List\nitems: [3]\n",
+            Some("items"),
+            "expected a Kubernetes object",
+        ),
+        (
+            "duplicate keys",
+            "kind: Pod\nkind: Pod\n",
+            None,
+            "duplicate mapping key `kind`",
+        ),
+        (
+            "a pod field of the wrong type",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {hostNetwork: sure}\n",
+            Some("spec.hostNetwork"),
+            "expected a boolean",
+        ),
+        (
+            "a bad container port",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c, ports: [{containerPort: 0}]}]}\n",
+            Some("spec.containers[0].ports[0].containerPort"),
+            "between 1 and 65535",
+        ),
+        (
+            "negative replicas",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec: {replicas: -1}\n",
+            Some("spec.replicas"),
+            "greater than or equal to 0",
+        ),
+        (
+            "a workload needs a name",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {}\n",
+            Some("metadata.name"),
+            "required",
+        ),
     ];
     for (case, text, field, message) in table {
         let loaded = load(text);
-        assert_eq!(loaded.diagnostics.len(), 1, "{case}: {:#?}", loaded.diagnostics);
+        assert_eq!(
+            loaded.diagnostics.len(),
+            1,
+            "{case}: {:#?}",
+            loaded.diagnostics
+        );
         let d = &loaded.diagnostics[0];
         assert_eq!(d.field.as_deref(), *field, "{case}");
         assert!(d.message.contains(message), "{case}: {d}");
@@ -403,4 +654,142 @@ fn diagnostics_render_file_line_column_object_field() {
         loaded.diagnostics[0].to_string(),
         "in.yaml:6:20: error: NetworkPolicy n/p: spec.ingress[0].ports[0].port: invalid value 0: must be between 1 and 65535, inclusive"
     );
+}
+
+/// List items are loaded while the list is still being read; what they yield only counts once
+/// the document turns out to be a list, so the outcome is that of reading it whole.
+#[test]
+fn list_items_count_only_when_the_document_is_a_list() {
+    let pod = |name: &str| format!("- {{apiVersion: v1, kind: Pod, metadata: {{name: {name}}}}}\n");
+    let bare = |name: &str| format!("- {{metadata: {{name: {name}}}}}\n");
+    // (case, input, endpoints, skipped kinds, errors)
+    type Case = (
+        &'static str,
+        String,
+        Vec<&'static str>,
+        Vec<&'static str>,
+        usize,
+    );
+    let table: Vec<Case> = vec![
+        (
+            "kind after items",
+            format!(
+                "apiVersion: v1\nitems:\n{}{}kind: List\n",
+                pod("a"),
+                pod("b")
+            ),
+            vec!["default/a", "default/b"],
+            vec![],
+            0,
+        ),
+        (
+            "kind before items",
+            format!("kind: List\nitems:\n{}", pod("a")),
+            vec!["default/a"],
+            vec![],
+            0,
+        ),
+        (
+            "not a list after all",
+            format!("apiVersion: v1\nitems:\n{}kind: ConfigMap\n", pod("a")),
+            vec![],
+            vec!["ConfigMap"],
+            0,
+        ),
+        (
+            "no kind at all",
+            format!("items:\n{}", pod("a")),
+            vec![],
+            vec![],
+            1,
+        ),
+        (
+            "broken after the items",
+            format!("items:\n{}kind: List\nmetadata: {{\n", pod("a")),
+            vec![],
+            vec![],
+            1,
+        ),
+        (
+            "typed list, kind last",
+            format!(
+                "apiVersion: v1\nitems:\n{}{}kind: PodList\n",
+                bare("a"),
+                pod("b")
+            ),
+            vec!["default/b", "default/a"],
+            vec![],
+            0,
+        ),
+        (
+            "typed list, kind first",
+            format!("kind: PodList\napiVersion: v1\nitems:\n{}", bare("a")),
+            vec!["default/a"],
+            vec![],
+            0,
+        ),
+    ];
+    for (case, text, endpoints, skipped, errors) in table {
+        let loaded = load(&text);
+        assert_eq!(
+            names(&loaded),
+            endpoints,
+            "{case}: {:#?}",
+            loaded.diagnostics
+        );
+        assert_eq!(
+            loaded
+                .skipped_kinds
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            skipped,
+            "{case}"
+        );
+        assert_eq!(
+            loaded.diagnostics.len(),
+            errors,
+            "{case}: {:#?}",
+            loaded.diagnostics
+        );
+    }
+}
+
+/// Inputs over a megabyte are loaded on several threads; the result keeps input order.
+#[test]
+fn large_inputs_keep_input_order() {
+    let mut text = String::new();
+    let (mut expected, mut bad_lines, mut line) = (Vec::new(), Vec::new(), 1);
+    let padding = "x".repeat(200);
+    for i in 0..4000 {
+        let doc = if i % 500 == 7 {
+            bad_lines.push(line + 2);
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, labels: [oops]}}\n---\n")
+        } else {
+            expected.push(format!("ns{}/p{i}", i % 3));
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p{i}\n  namespace: ns{}\n  \
+                 annotations: {{note: {padding}}}\nstatus:\n  podIP: 10.0.{}.{}\n---\n",
+                i % 3,
+                i / 256,
+                i % 256
+            )
+        };
+        line += doc.matches('\n').count();
+        text += &doc;
+    }
+    assert!(text.len() > 1 << 20, "must take the parallel path");
+    let loaded = load(&text);
+    assert_eq!(names(&loaded), expected);
+    let lines: Vec<usize> = loaded.diagnostics.iter().map(|d| d.origin.line).collect();
+    assert_eq!(lines, bad_lines);
+    let origins: Vec<usize> = loaded.endpoint_origins.iter().map(|o| o.line).collect();
+    assert!(origins.windows(2).all(|w| w[0] < w[1]));
+    let namespaces: Vec<&str> = loaded
+        .cluster
+        .namespaces
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(namespaces, ["ns0", "ns1", "ns2"]);
 }

@@ -44,7 +44,10 @@ fn each_rule_reports_its_field_and_line() {
         ),
         (
             "matchLabels key name at most 63 characters",
-            &format!("  podSelector:\n    matchLabels:\n      {}: web\n", "a".repeat(64)),
+            &format!(
+                "  podSelector:\n    matchLabels:\n      {}: web\n",
+                "a".repeat(64)
+            ),
             &format!("spec.podSelector.matchLabels[{}]", "a".repeat(64)),
             9,
             "no more than 63 characters",
@@ -297,12 +300,20 @@ fn each_rule_reports_its_field_and_line() {
         assert_eq!(err.field.as_deref(), Some(*field), "{rule}");
         assert_eq!(err.origin.line, *line, "{rule}: {err}");
         assert_eq!(err.origin.file, "np.yaml", "{rule}");
-        assert_eq!(err.object.as_deref(), Some("NetworkPolicy prod/np"), "{rule}");
+        assert_eq!(
+            err.object.as_deref(),
+            Some("NetworkPolicy prod/np"),
+            "{rule}"
+        );
         assert!(err.message.contains(message), "{rule}: {err}");
         // The invalid policy is left out; the valid one after it (same name, so not a
         // duplicate of an accepted one) still loads.
         assert_eq!(loaded.cluster.policies.len(), 1, "{rule}");
-        assert_eq!(loaded.policy_origins[0].line, line_count(HEADER, body) + 2, "{rule}");
+        assert_eq!(
+            loaded.policy_origins[0].line,
+            line_count(HEADER, body) + 2,
+            "{rule}"
+        );
     }
 }
 
@@ -355,6 +366,14 @@ fn metadata_and_api_version_rules() {
             "NetworkPolicy default/a",
         ),
         (
+            "an old version of the same group",
+            "apiVersion: networking.k8s.io/v1beta1\nkind: NetworkPolicy\nmetadata:\n  name: a\n",
+            "apiVersion",
+            1,
+            "unsupported apiVersion \"networking.k8s.io/v1beta1\"",
+            "NetworkPolicy default/a",
+        ),
+        (
             "Deployment in extensions/v1beta1",
             "kind: Deployment\napiVersion: extensions/v1beta1\nmetadata:\n  name: a\n",
             "apiVersion",
@@ -371,7 +390,10 @@ fn metadata_and_api_version_rules() {
         assert_eq!(errs[0].origin.line, *line, "{rule}");
         assert_eq!(errs[0].object.as_deref(), Some(*object), "{rule}");
         assert!(errs[0].message.contains(message), "{rule}: {}", errs[0]);
-        assert!(loaded.cluster.policies.is_empty() && loaded.cluster.endpoints.is_empty(), "{rule}");
+        assert!(
+            loaded.cluster.policies.is_empty() && loaded.cluster.endpoints.is_empty(),
+            "{rule}"
+        );
     }
 }
 
@@ -398,14 +420,25 @@ fn every_error_in_a_policy_is_reported() {
 #[test]
 fn duplicate_policy_names_in_a_namespace() {
     let other_ns = HEADER.replace("namespace: prod", "namespace: dev");
-    let text = format!("{HEADER}  podSelector: {{}}\n---\n{other_ns}  podSelector: {{}}\n---\n{HEADER}  podSelector: {{}}\n");
+    let text = format!(
+        "{HEADER}  podSelector: {{}}\n---\n{other_ns}  podSelector: {{}}\n---\n{HEADER}  podSelector: {{}}\n"
+    );
     let loaded = load(&text);
     let errs = errors(&loaded);
     assert_eq!(errs.len(), 1, "{:#?}", loaded.diagnostics);
     assert_eq!(errs[0].field.as_deref(), Some("metadata.name"));
     assert_eq!(errs[0].origin.line, 20, "{}", errs[0]);
-    assert!(errs[0].message.contains("already defined at np.yaml:1:1"), "{}", errs[0]);
-    let names: Vec<String> = loaded.cluster.policies.iter().map(|p| p.qualified_name()).collect();
+    assert!(
+        errs[0].message.contains("already defined at np.yaml:1:1"),
+        "{}",
+        errs[0]
+    );
+    let names: Vec<String> = loaded
+        .cluster
+        .policies
+        .iter()
+        .map(|p| p.qualified_name())
+        .collect();
     assert_eq!(names, ["prod/np", "dev/np"]);
 }
 
@@ -423,7 +456,10 @@ fn sloppy_cidrs_load_with_a_warning() {
         .collect();
     assert_eq!(
         warnings,
-        [("spec.egress[0].to[0].ipBlock.cidr", 10), ("spec.egress[0].to[0].ipBlock.except[0]", 11)]
+        [
+            ("spec.egress[0].to[0].ipBlock.cidr", 10),
+            ("spec.egress[0].to[0].ipBlock.except[0]", 11)
+        ]
     );
     let policy = &loaded.cluster.policies[0];
     let palisade_engine::Peer::IpBlock(block) = &policy.egress[0].peers[0] else {
@@ -431,4 +467,18 @@ fn sloppy_cidrs_load_with_a_warning() {
     };
     assert_eq!(block.cidr.to_string(), "10.0.0.0/8");
     assert_eq!(block.except[0].to_string(), "10.1.0.0/16");
+}
+
+#[test]
+fn same_named_kinds_of_other_groups_are_skipped() {
+    let text = "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: a}\nspec: {selector: all()}\n";
+    let loaded = load(text);
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    assert!(loaded.cluster.policies.is_empty());
+    let skipped: Vec<(&str, usize)> = loaded
+        .skipped_kinds
+        .iter()
+        .map(|(k, n)| (k.as_str(), *n))
+        .collect();
+    assert_eq!(skipped, [("NetworkPolicy (projectcalico.org/v3)", 1)]);
 }

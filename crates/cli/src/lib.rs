@@ -1,0 +1,12 @@
+//! The `palisade` command line as a library, so that benchmarks drive the very code users run.
+
+pub mod check;
+mod describe;
+pub mod explain;
+mod input;
+pub mod matrix;
+mod progress;
+pub mod summary;
+
+/// Exit status for input errors and failures, as `check` documents (0 allowed, 1 denied).
+pub const EXIT_ERRORS: u8 = 2;
