@@ -449,7 +449,9 @@ impl Analysis {
         // Compile every rule of every policy that isolates in this direction, once.
         let mut compiled: Vec<Vec<usize>> = vec![Vec::new(); self.cluster.policies.len()];
         let mut rules: Vec<CompiledRule<'a>> = Vec::new();
-        let mut named_ports = false;
+        // Per policy: whether a rule of this direction names a port (so ports depend on the
+        // destination pod).
+        let mut names_ports = vec![false; self.cluster.policies.len()];
         for (policy_id, policy) in self.cluster.policies.iter().enumerate() {
             if !policy.isolates(direction) {
                 continue;
@@ -460,7 +462,7 @@ impl Analysis {
                     .ports
                     .iter()
                     .any(|p| matches!(p.port, Some(PortRef::Named(_))));
-                named_ports |= depends_on_destination;
+                names_ports[policy_id] |= depends_on_destination;
                 let constant_ports = (!depends_on_destination).then(|| {
                     // Without named ports the destination does not matter.
                     port_sets.intern(self.rule_ports(
@@ -477,21 +479,12 @@ impl Analysis {
             }
         }
 
-        // Columns: partition the other ends by membership in every peer set used here. Named
-        // ports resolve on the destination, which for egress is the other end.
+        // Columns: partition the other ends by membership in every peer set used here.
         let mut group: Vec<u32> = vec![0; nodes];
-        if named_ports && direction == Direction::Egress {
-            let mut by_ports: FxHashMap<&[ContainerPort], u32> = FxHashMap::default();
-            for (class, g) in group.iter_mut().enumerate().take(classes) {
-                let ports = &self.cluster.endpoints[self.classes[class].representative].ports[..];
-                let next = by_ports.len() as u32 + 1;
-                *g = *by_ports.entry(ports).or_insert(next);
-            }
-        }
         let mut used_sets: Vec<usize> = rules.iter().map(|r| r.peer_set).collect();
         used_sets.sort_unstable();
         used_sets.dedup();
-        let mut group_count = group.iter().max().map_or(1, |m| *m as usize + 1);
+        let mut group_count = 1;
         let mut split_into: Vec<u32> = Vec::new();
         for &set in &used_sets {
             // Every group that has members inside the set gets a fresh id for those members.
@@ -504,6 +497,30 @@ impl Analysis {
                     group_count += 1;
                 }
                 group[node] = split_into[old];
+            }
+        }
+        // Egress named ports resolve on the other end: inside the peer sets of such rules,
+        // members declaring different ports must not share a column.
+        if direction == Direction::Egress {
+            let mut named_sets: Vec<usize> = rules
+                .iter()
+                .filter(|r| r.constant_ports.is_none())
+                .map(|r| r.peer_set)
+                .collect();
+            named_sets.sort_unstable();
+            named_sets.dedup();
+            for set in named_sets {
+                let mut split: FxHashMap<(u32, &[ContainerPort]), u32> = FxHashMap::default();
+                for node in peers.sets[set].ones() {
+                    let declared: &[ContainerPort] = match node.checked_sub(classes) {
+                        None => &self.cluster.endpoints[self.classes[node].representative].ports,
+                        Some(_) => &[],
+                    };
+                    group[node] = *split.entry((group[node], declared)).or_insert_with(|| {
+                        group_count += 1;
+                        group_count as u32 - 1
+                    });
+                }
             }
         }
         let (group, groups, representative) = compact(group);
@@ -533,11 +550,12 @@ impl Analysis {
             if isolating.is_empty() {
                 continue;
             }
-            let ports: &[ContainerPort] = if named_ports && direction == Direction::Ingress {
-                &self.cluster.endpoints[class.representative].ports
-            } else {
-                &[]
-            };
+            let ports: &[ContainerPort] =
+                if direction == Direction::Ingress && isolating.iter().any(|&p| names_ports[p]) {
+                    &self.cluster.endpoints[class.representative].ports
+                } else {
+                    &[]
+                };
             let next = rows.len() as u32 + 1;
             profile[class_id] = *rows.entry((isolating, ports)).or_insert_with(|| {
                 row_subjects.push(class_id);
