@@ -86,6 +86,7 @@ impl Agent {
             };
             tracing::info!(generation, "rules in force are up to date");
             self.publish(Arc::new(snapshot));
+            self.metrics.generation.set(i64::from(generation));
             return;
         }
         // Published before it is applied: the kernel logs with the new generation at once.
@@ -122,6 +123,9 @@ impl Agent {
             .set(snapshot.ruleset.set_elements as i64);
         let now = applied_at.duration_since(UNIX_EPOCH).unwrap_or_default();
         self.metrics.last_sync.set(now.as_secs_f64());
+        self.metrics
+            .generation
+            .set(i64::from(snapshot.ruleset.generation));
         let change_to_applied = change.and_then(|c| applied_at.duration_since(c).ok());
         tracing::info!(
             generation = snapshot.ruleset.generation,

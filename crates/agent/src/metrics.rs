@@ -34,6 +34,7 @@ pub struct Metrics {
     pub last_sync: Gauge<f64, AtomicU64>,
     pub errors: Family<ErrorLabels, Counter>,
     pub revoked: Counter,
+    pub generation: Gauge,
 }
 
 impl Default for Metrics {
@@ -47,6 +48,7 @@ impl Default for Metrics {
         let last_sync = Gauge::<f64, AtomicU64>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let revoked = Counter::default();
+        let generation = Gauge::default();
         registry.register(
             "policy_verdicts",
             "Verdicts on new connections, from the kernel's log",
@@ -74,6 +76,12 @@ impl Default for Metrics {
             "Established connections cut because a change denies them",
             revoked.clone(),
         );
+        registry.register(
+            "generation",
+            "Generation of the rules in force, set once they are applied and the connections \
+             they deny are revoked",
+            generation.clone(),
+        );
         Self {
             registry,
             verdicts,
@@ -83,6 +91,7 @@ impl Default for Metrics {
             last_sync,
             errors,
             revoked,
+            generation,
         }
     }
 }

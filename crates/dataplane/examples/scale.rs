@@ -19,36 +19,71 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..pods {
         let mut pod = Endpoint::pod(format!("ns{}", i % 50), format!("p{i}"), app(i));
         pod.ips = vec![format!("10.{}.{}.{}", 100 + i / 65536, (i / 256) % 256, i % 256).parse()?];
-        pod.ports = vec![ContainerPort { name: Some("http".into()), port: 8080, protocol: Protocol::Tcp }];
+        pod.ports = vec![ContainerPort {
+            name: Some("http".into()),
+            port: 8080,
+            protocol: Protocol::Tcp,
+        }];
         cluster.endpoints.push(pod);
     }
     for j in 0..policies {
-        let selector = |i: usize| LabelSelector::with_labels([("app".to_string(), format!("a{}", i % apps))]);
+        let selector =
+            |i: usize| LabelSelector::with_labels([("app".to_string(), format!("a{}", i % apps))]);
         cluster.policies.push(NetworkPolicy {
             namespace: format!("ns{}", j % 50),
             name: format!("np{j}"),
             pod_selector: selector(j),
-            policy_types: PolicyTypes { ingress: true, egress: true },
+            policy_types: PolicyTypes {
+                ingress: true,
+                egress: true,
+            },
             ingress: vec![Rule {
                 peers: vec![
-                    Peer::Pods { namespaces: NamespaceScope::Selected(LabelSelector::everything()), pods: selector(j + 1) },
-                    Peer::IpBlock(IpBlock { cidr: format!("172.{}.0.0/16", 16 + j % 16).parse()?, except: vec![] }),
+                    Peer::Pods {
+                        namespaces: NamespaceScope::Selected(LabelSelector::everything()),
+                        pods: selector(j + 1),
+                    },
+                    Peer::IpBlock(IpBlock {
+                        cidr: format!("172.{}.0.0/16", 16 + j % 16).parse()?,
+                        except: vec![],
+                    }),
                 ],
-                ports: vec![PortRule { protocol: Protocol::Tcp, port: Some(PortRef::Number(80)), end_port: None }],
+                ports: vec![PortRule {
+                    protocol: Protocol::Tcp,
+                    port: Some(PortRef::Number(80)),
+                    end_port: None,
+                }],
             }],
             egress: vec![Rule {
-                peers: vec![Peer::Pods { namespaces: NamespaceScope::PolicyNamespace, pods: selector(j + 2) }],
-                ports: vec![PortRule { protocol: Protocol::Tcp, port: Some(PortRef::Named("http".into())), end_port: None }],
+                peers: vec![Peer::Pods {
+                    namespaces: NamespaceScope::PolicyNamespace,
+                    pods: selector(j + 2),
+                }],
+                ports: vec![PortRule {
+                    protocol: Protocol::Tcp,
+                    port: Some(PortRef::Named("http".into())),
+                    end_port: None,
+                }],
             }],
         });
     }
     let started = Instant::now();
     let analysis = Analysis::new(cluster);
     let analysed = started.elapsed();
-    let local: Vec<_> = (0..pods).map(|id| (id, analysis.endpoint(id).ips.clone())).collect();
+    let local: Vec<_> = (0..pods)
+        .map(|id| (id, analysis.endpoint(id).ips.clone()))
+        .collect();
     let program = NodeProgram::compile(&analysis, &local);
     let compiled = started.elapsed();
-    let ruleset = render(&analysis, &program, RenderOptions { generation: 1, audit: false, log_group: 100 });
+    let ruleset = render(
+        &analysis,
+        &program,
+        RenderOptions {
+            generation: 1,
+            audit: false,
+            log_group: 100,
+        },
+    );
     let rendered = started.elapsed();
     let ns = Netns::create("palisade-scale")?;
     let nft = Nft::new(ns.runner());

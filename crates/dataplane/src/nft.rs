@@ -50,6 +50,11 @@ impl Runner {
         }
     }
 
+    /// The named namespace the programs run in; `None`: the caller's.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
     /// Runs `program args…` with `stdin`, returning stdout.
     pub fn run(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, Error> {
         let mut command = match &self.netns {
@@ -75,10 +80,22 @@ impl Runner {
             source,
         };
         let mut child = command.spawn().map_err(spawn_error)?;
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(text.as_bytes()).map_err(spawn_error)?;
-        }
-        let output = child.wait_with_output().map_err(spawn_error)?;
+        let pipe = child.stdin.take();
+        // Input is written while the output is read: a program that answers every input line
+        // (`conntrack -R`) would otherwise block on a full output pipe while we block on input.
+        let (written, output) = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || match (stdin, pipe) {
+                (Some(text), Some(mut pipe)) => pipe.write_all(text.as_bytes()),
+                _ => Ok(()),
+            });
+            let output = child.wait_with_output();
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("stdin writer panicked")));
+            (written, output)
+        });
+        let output = output.map_err(spawn_error)?;
+        // A program that failed may not have read all its input: its own error says why.
         if !output.status.success() {
             return Err(Error::Failed {
                 command: shown,
@@ -86,6 +103,7 @@ impl Runner {
                 stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
             });
         }
+        written.map_err(spawn_error)?;
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 }

@@ -11,6 +11,7 @@ mod plan;
 mod probe;
 mod sctp;
 mod serve;
+mod sync;
 
 pub use lab::{
     AgentConfig, DEFAULT_STATE_ROOT, DownReport, INVENTORY_FILE, LabState, UpConfig, down,
@@ -22,6 +23,7 @@ pub use probe::{
     rows, write_tsv,
 };
 pub use serve::serve;
+pub use sync::{AGENT_METRICS, agent_metrics, agents_synced, metric, wait_for_agents};
 
 use clap::{Args, Subcommand, ValueEnum};
 use palisade_engine::{Analysis, Protocol};
@@ -53,6 +55,8 @@ pub enum LabError {
     ServerFailed { netns: String, log: String },
     #[error("agent in {netns} failed: {log}")]
     AgentFailed { netns: String, log: String },
+    #[error("the agents of lab {lab} did not apply the current manifests within {waited:?}")]
+    AgentsBehind { lab: String, waited: Duration },
     #[error("interrupted; everything the lab had created was removed")]
     Interrupted,
     #[error("the lab needs root (network namespaces); run it as root")]

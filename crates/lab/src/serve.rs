@@ -1,6 +1,6 @@
-//! The probe server each lab pod runs: accepts TCP connections, echoes UDP datagrams and
-//! answers SCTP INITs on the pod's ports. It prints one `ready` line once every socket is bound, so `lab up` needs no
-//! timing guess.
+//! The probe server each lab pod runs: accepts TCP connections (echoing what they carry),
+//! echoes UDP datagrams and answers SCTP INITs on the pod's ports. It prints one `ready` line
+//! once every socket is bound, so `lab up` needs no timing guess.
 
 use crate::LabError;
 use std::io::{Read, Write};
@@ -47,12 +47,16 @@ pub fn serve(
         for listener in &listeners {
             scope.spawn(move || {
                 for stream in listener.incoming().flatten() {
-                    // Accepting is the answer; the probe only needs the handshake. Reading
-                    // until the peer closes keeps the connection for tests that hold it open.
+                    // Accepting is the answer; the probe only needs the handshake. Echoing
+                    // until the peer closes lets tests that hold a connection open see
+                    // whether it still carries data.
                     std::thread::spawn(move || {
                         let mut stream = stream;
                         let mut buf = [0u8; 512];
-                        while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+                        while let Ok(n) = stream.read(&mut buf)
+                            && n > 0
+                            && stream.write_all(&buf[..n]).is_ok()
+                        {}
                     });
                 }
             });

@@ -1,7 +1,7 @@
 //! Invariants that hold for any set of policies, checked over random policy sets on the fixture
 //! (plus outside addresses, a hostNetwork pod and a replicated workload).
 
-use super::harness::*;
+use palisade_conformance::*;
 use palisade_engine::Operator::{Exists, In, NotIn};
 use palisade_engine::{
     Endpoint, EndpointKind, LabelSelector, NAMESPACE_NAME_LABEL, NetworkPolicy, Peer, PolicyTypes,

@@ -1,6 +1,6 @@
 //! The reasons behind decisions: which policies isolate, which rule, peer and port admitted.
 
-use super::harness::*;
+use palisade_conformance::*;
 use palisade_engine::Direction::{Egress, Ingress};
 use palisade_engine::{Decision, Protocol, RuleRef, SideVerdict, Subject};
 

@@ -1,11 +1,11 @@
 //! Port entries: numbers, protocols, `endPort` ranges and named ports (resolved on the
 //! destination pod by name AND protocol).
 
-use super::harness::*;
+use crate::Cases;
+use crate::harness::*;
 
 /// Upstream "should enforce policy based on Ports" (TCP, and its UDP and SCTP twins).
-#[test]
-fn single_port_from_a_namespace() {
+fn single_port_from_a_namespace(c: &mut Cases) {
     for protocol in [Tcp, Udp, Sctp] {
         let w = World::xyz().policy(
             np("x", "allow-port-81-from-y")
@@ -17,13 +17,12 @@ fn single_port_from_a_namespace() {
             .on(at(protocol, 81), |r| {
                 r.expect_peer("y/*", "x/a", true);
             });
-        w.verify(r);
+        c.add(&w, r);
     }
 }
 
 /// Upstream "should enforce multiple, stacked policies with overlapping podSelectors".
-#[test]
-fn stacked_policies_add_their_ports() {
+fn stacked_policies_add_their_ports(c: &mut Cases) {
     let from_y_on = |number| rule([namespaces(ns_name("y"))], [port(Tcp, number)]);
     let w = World::xyz()
         .policy(
@@ -41,11 +40,10 @@ fn stacked_policies_add_their_ports() {
         .on(at_protocol(Tcp), |r| {
             r.expect_peer("y/*", "x/a", true);
         });
-    w.verify(r);
+    c.add(&w, r);
 }
 
-#[test]
-fn several_ports_in_one_rule() {
+fn several_ports_in_one_rule(c: &mut Cases) {
     let w = World::xyz().policy(
         np("x", "tcp-80-udp-81")
             .select(pod("a"))
@@ -56,26 +54,24 @@ fn several_ports_in_one_rule() {
         .on([at(Tcp, 80), at(Udp, 81)].concat(), |r| {
             r.expect_all_ingress("x/a", true);
         });
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// A port written without a protocol is TCP after API defaulting (done by the loader, so the
 /// model always carries it): the same port over UDP and SCTP stays closed.
-#[test]
-fn port_with_defaulted_protocol_admits_tcp_only() {
+fn port_with_defaulted_protocol_admits_tcp_only(c: &mut Cases) {
     let w =
         World::xyz().policy(np("x", "allow-ingress-port-80").ingress([rule([], [port(Tcp, 80)])]));
     let mut r = w.reachability(true);
     r.expect_peer("*", "x/*", false).on(at(Tcp, 80), |r| {
         r.expect_peer("*", "x/*", true);
     });
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// Upstream "should enforce ingress policy allowing any port traffic to a server on a specific
 /// protocol".
-#[test]
-fn protocol_without_port_admits_every_port_of_it() {
+fn protocol_without_port_admits_every_port_of_it(c: &mut Cases) {
     let w = World::xyz().policy(
         np("x", "allow-ingress-by-proto")
             .select(pod("a"))
@@ -86,12 +82,11 @@ fn protocol_without_port_admits_every_port_of_it() {
         .on(at_protocol(Tcp), |r| {
             r.expect_all_ingress("x/a", true);
         });
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// Upstream "should not allow access by TCP when a policy specifies only UDP".
-#[test]
-fn udp_only_rule_admits_no_tcp() {
+fn udp_only_rule_admits_no_tcp(c: &mut Cases) {
     let w = World::xyz().policy(
         np("x", "allow-only-udp-ingress-on-port-81")
             .select(pod("a"))
@@ -101,12 +96,11 @@ fn udp_only_rule_admits_no_tcp() {
     r.expect_all_ingress("x/a", false).on(at(Udp, 81), |r| {
         r.expect_all_ingress("x/a", true);
     });
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// Upstream "should not mistakenly treat 'protocol: SCTP' as 'protocol: TCP'".
-#[test]
-fn sctp_is_not_tcp() {
+fn sctp_is_not_tcp(c: &mut Cases) {
     let w = World::xyz()
         .policy(np("x", "deny-ingress").ingress([]))
         .policy(
@@ -118,12 +112,11 @@ fn sctp_is_not_tcp() {
     r.expect_peer("*", "x/*", false).on(at(Sctp, 81), |r| {
         r.expect_all_ingress("x/a", true);
     });
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// Upstream "should properly isolate pods that are selected by a policy allowing SCTP".
-#[test]
-fn sctp_only_rule_still_isolates() {
+fn sctp_only_rule_still_isolates(c: &mut Cases) {
     let w = World::xyz().policy(
         np("x", "allow-only-sctp-ingress-on-port-80")
             .select(pod("a"))
@@ -133,11 +126,10 @@ fn sctp_only_rule_still_isolates() {
     r.expect_all_ingress("x/a", false).on(at(Sctp, 80), |r| {
         r.expect_all_ingress("x/a", true);
     });
-    w.verify(r);
+    c.add(&w, r);
 }
 
-#[test]
-fn end_port_range_covering_both_ports() {
+fn end_port_range_covering_both_ports(c: &mut Cases) {
     let w = World::xyz().policy(
         np("x", "allow-80-81-from-y")
             .select(pod("a"))
@@ -148,12 +140,11 @@ fn end_port_range_covering_both_ports() {
         .on(at_protocol(Tcp), |r| {
             r.expect_peer("y/*", "x/a", true);
         });
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// Ranges are inclusive at both ends and nothing beyond: 79-80 has 80 not 81, 82-90 has neither.
-#[test]
-fn end_port_ranges_that_miss_81() {
+fn end_port_ranges_that_miss_81(c: &mut Cases) {
     let w = World::xyz().policy(np("x", "ranges").select(pod("a")).ingress([rule(
         [],
         [
@@ -167,24 +158,22 @@ fn end_port_ranges_that_miss_81() {
         .on([at(Tcp, 80), at(Sctp, 80)].concat(), |r| {
             r.expect_all_ingress("x/a", true);
         });
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// Upstream "should allow ingress access on one named port".
-#[test]
-fn named_port_on_every_pod_of_a_namespace() {
+fn named_port_on_every_pod_of_a_namespace(c: &mut Cases) {
     let w = World::xyz()
         .policy(np("x", "allow-all").ingress([rule([], [named_port(Tcp, "serve-81-tcp")])]));
     let mut r = w.reachability(true);
     r.expect_peer("*", "x/*", false).on(at(Tcp, 81), |r| {
         r.expect_peer("*", "x/*", true);
     });
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// Upstream "should allow ingress access from namespace on one named port".
-#[test]
-fn named_port_from_a_namespace() {
+fn named_port_from_a_namespace(c: &mut Cases) {
     let w = World::xyz().policy(
         np("x", "allow-client-a-via-ns-selector-80")
             .select(pod("a"))
@@ -197,13 +186,12 @@ fn named_port_from_a_namespace() {
     r.expect_all_ingress("x/a", false).on(at(Tcp, 80), |r| {
         r.expect_peer("y/*", "x/a", true);
     });
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// A named port needs the name AND the protocol on the destination: `serve-80-tcp` over UDP
 /// names nothing, `serve-81-sctp` over SCTP names SCTP port 81.
-#[test]
-fn named_port_matches_name_and_protocol() {
+fn named_port_matches_name_and_protocol(c: &mut Cases) {
     let w = World::xyz().policy(np("x", "named").select(pod("a")).ingress([rule(
         [],
         [
@@ -215,11 +203,10 @@ fn named_port_matches_name_and_protocol() {
     r.expect_all_ingress("x/a", false).on(at(Sctp, 81), |r| {
         r.expect_all_ingress("x/a", true);
     });
-    w.verify(r);
+    c.add(&w, r);
 }
 
-#[test]
-fn named_port_the_destination_does_not_declare_admits_nothing() {
+fn named_port_the_destination_does_not_declare_admits_nothing(c: &mut Cases) {
     let w = World::xyz().policy(
         np("x", "named-unknown")
             .select(pod("a"))
@@ -227,12 +214,11 @@ fn named_port_the_destination_does_not_declare_admits_nothing() {
     );
     let mut r = w.reachability(true);
     r.expect_all_ingress("x/a", false);
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// One policy, one name, three destinations: `web` is 80 on x/a, 81 on x/b, absent on x/c.
-#[test]
-fn named_port_resolves_on_each_destination_pod() {
+fn named_port_resolves_on_each_destination_pod(c: &mut Cases) {
     let w = World::xyz()
         .container_port("x/a", "web", 80, Tcp)
         .container_port("x/b", "web", 81, Tcp)
@@ -245,13 +231,12 @@ fn named_port_resolves_on_each_destination_pod() {
         .on(at(Tcp, 81), |r| {
             r.expect_all_ingress("x/b", true);
         });
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// Upstream "should allow egress access on one named port": resolved on each destination,
 /// and an outside address declares no ports at all.
-#[test]
-fn named_port_in_egress() {
+fn named_port_in_egress(c: &mut Cases) {
     let w = World::xyz()
         .external("203.0.113.9")
         .policy(np("x", "allow-egress").egress([rule([], [named_port(Tcp, "serve-80-tcp")])]));
@@ -259,12 +244,11 @@ fn named_port_in_egress() {
     r.expect_peer("x/*", "*", false).on(at(Tcp, 80), |r| {
         r.expect_peer("x/*", "*/*", true);
     });
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// In egress the name is looked up on the peer (the destination), not on the policy's pod.
-#[test]
-fn named_port_in_egress_resolves_on_the_peer() {
+fn named_port_in_egress_resolves_on_the_peer(c: &mut Cases) {
     let w = World::xyz()
         .container_port("x/a", "web", 81, Tcp)
         .container_port("y/a", "web", 81, Tcp)
@@ -282,5 +266,55 @@ fn named_port_in_egress_resolves_on_the_peer() {
         .on(at(Tcp, 80), |r| {
             r.expect("x/a", "y/b", true);
         });
-    w.verify(r);
+    c.add(&w, r);
+}
+
+pub(crate) fn register(c: &mut Cases) {
+    c.case("single_port_from_a_namespace", single_port_from_a_namespace);
+    c.case(
+        "stacked_policies_add_their_ports",
+        stacked_policies_add_their_ports,
+    );
+    c.case("several_ports_in_one_rule", several_ports_in_one_rule);
+    c.case(
+        "port_with_defaulted_protocol_admits_tcp_only",
+        port_with_defaulted_protocol_admits_tcp_only,
+    );
+    c.case(
+        "protocol_without_port_admits_every_port_of_it",
+        protocol_without_port_admits_every_port_of_it,
+    );
+    c.case("udp_only_rule_admits_no_tcp", udp_only_rule_admits_no_tcp);
+    c.case("sctp_is_not_tcp", sctp_is_not_tcp);
+    c.case(
+        "sctp_only_rule_still_isolates",
+        sctp_only_rule_still_isolates,
+    );
+    c.case(
+        "end_port_range_covering_both_ports",
+        end_port_range_covering_both_ports,
+    );
+    c.case("end_port_ranges_that_miss_81", end_port_ranges_that_miss_81);
+    c.case(
+        "named_port_on_every_pod_of_a_namespace",
+        named_port_on_every_pod_of_a_namespace,
+    );
+    c.case("named_port_from_a_namespace", named_port_from_a_namespace);
+    c.case(
+        "named_port_matches_name_and_protocol",
+        named_port_matches_name_and_protocol,
+    );
+    c.case(
+        "named_port_the_destination_does_not_declare_admits_nothing",
+        named_port_the_destination_does_not_declare_admits_nothing,
+    );
+    c.case(
+        "named_port_resolves_on_each_destination_pod",
+        named_port_resolves_on_each_destination_pod,
+    );
+    c.case("named_port_in_egress", named_port_in_egress);
+    c.case(
+        "named_port_in_egress_resolves_on_the_peer",
+        named_port_in_egress_resolves_on_the_peer,
+    );
 }

@@ -1,13 +1,13 @@
 //! Subjects beyond the nine fixture pods: outside addresses, hostNetwork pods, and workloads
 //! that stand for several pods.
 
-use super::harness::*;
+use crate::Cases;
+use crate::harness::*;
 use palisade_engine::{Endpoint, EndpointKind};
 
 /// Outside addresses are reachable from an egress-isolated pod only through an ipBlock;
 /// `namespaceSelector: {}` covers every pod and nothing else.
-#[test]
-fn egress_to_outside_only_through_ip_blocks() {
+fn egress_to_outside_only_through_ip_blocks(c: &mut Cases) {
     let w = World::xyz()
         .external("203.0.113.9")
         .external("198.51.100.7")
@@ -17,11 +17,10 @@ fn egress_to_outside_only_through_ip_blocks() {
         ]));
     let mut r = w.reachability(true);
     r.expect("x/a", "@198.51.100.7", false);
-    w.verify(r);
+    c.add(&w, r);
 }
 
-#[test]
-fn ingress_from_outside() {
+fn ingress_from_outside(c: &mut Cases) {
     let w = World::xyz()
         .external("198.51.100.7")
         .external("203.0.113.9")
@@ -34,7 +33,7 @@ fn ingress_from_outside() {
     let mut r = w.reachability(true);
     r.expect_peer("*", "x/*", false)
         .expect("@198.51.100.7", "x/a", true);
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// A hostNetwork pod shares the node's network: it is outside every podSelector, so its own
@@ -47,8 +46,7 @@ fn host_network_pod(namespace: &str, labels_of: &str) -> Endpoint {
     }
 }
 
-#[test]
-fn host_network_pod_is_not_isolated_by_its_namespace_policies() {
+fn host_network_pod_is_not_isolated_by_its_namespace_policies(c: &mut Cases) {
     let w = World::xyz()
         .endpoint(host_network_pod("x", "a"))
         .policy(np("x", "deny-all").ingress([]).egress([]));
@@ -59,13 +57,12 @@ fn host_network_pod_is_not_isolated_by_its_namespace_policies() {
         .expect_peer("x/node", "z/*", true)
         .expect_peer("y/*", "x/node", true)
         .expect_peer("z/*", "x/node", true);
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// Pod selectors (even `{}` in every namespace) do not match a hostNetwork pod; its address in
 /// an ipBlock does.
-#[test]
-fn host_network_pod_is_matched_only_by_ip_blocks() {
+fn host_network_pod_is_matched_only_by_ip_blocks(c: &mut Cases) {
     let w = World::xyz()
         .endpoint(host_network_pod("y", "b"))
         .policy(
@@ -89,7 +86,7 @@ fn host_network_pod_is_matched_only_by_ip_blocks() {
         .expect("y/node", "x/b", true)
         // y/node carries pod=b but is not one of y's pods for either selector.
         .expect_all_ingress("y/b", false);
-    w.verify(r);
+    c.add(&w, r);
 }
 
 fn workload(kind: &str, name: &str, replicas: u32, ip: &str) -> Endpoint {
@@ -104,19 +101,17 @@ fn workload(kind: &str, name: &str, replicas: u32, ip: &str) -> Endpoint {
 
 /// Three replicas of `web` talking to each other are three pods: policy applies. A single
 /// replica talking to itself is loopback.
-#[test]
-fn replicated_workload_to_itself_is_evaluated_by_policy() {
+fn replicated_workload_to_itself_is_evaluated_by_policy(c: &mut Cases) {
     let w = World::xyz()
         .endpoint(workload("Deployment", "web", 3, "10.0.1.10"))
         .endpoint(workload("StatefulSet", "db", 1, "10.0.1.20"))
         .policy(np("x", "deny-ingress").ingress([]));
     let mut r = w.reachability(true);
     r.expect_peer("*", "x/*", false);
-    w.verify(r);
+    c.add(&w, r);
 }
 
-#[test]
-fn replicated_workload_admitted_by_its_own_selector() {
+fn replicated_workload_admitted_by_its_own_selector(c: &mut Cases) {
     let w = World::xyz()
         .endpoint(workload("Deployment", "web", 3, "10.0.1.10"))
         .policy(np("x", "deny-ingress").ingress([]))
@@ -128,5 +123,29 @@ fn replicated_workload_admitted_by_its_own_selector() {
     let mut r = w.reachability(true);
     r.expect_peer("*", "x/*", false)
         .expect("x/deployment/web", "x/deployment/web", true);
-    w.verify(r);
+    c.add(&w, r);
+}
+
+pub(crate) fn register(c: &mut Cases) {
+    c.case(
+        "egress_to_outside_only_through_ip_blocks",
+        egress_to_outside_only_through_ip_blocks,
+    );
+    c.case("ingress_from_outside", ingress_from_outside);
+    c.case(
+        "host_network_pod_is_not_isolated_by_its_namespace_policies",
+        host_network_pod_is_not_isolated_by_its_namespace_policies,
+    );
+    c.case(
+        "host_network_pod_is_matched_only_by_ip_blocks",
+        host_network_pod_is_matched_only_by_ip_blocks,
+    );
+    c.case(
+        "replicated_workload_to_itself_is_evaluated_by_policy",
+        replicated_workload_to_itself_is_evaluated_by_policy,
+    );
+    c.case(
+        "replicated_workload_admitted_by_its_own_selector",
+        replicated_workload_admitted_by_its_own_selector,
+    );
 }

@@ -285,7 +285,7 @@ impl SubjectInfo {
     }
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct World {
     cluster: palisade_engine::Cluster,
     externals: Vec<IpAddr>,
@@ -376,6 +376,15 @@ impl World {
             .iter_mut()
             .find(|e| e.qualified_name() == qualified)
             .unwrap_or_else(|| panic!("no endpoint {qualified} in the fixture"))
+    }
+
+    pub fn cluster(&self) -> &palisade_engine::Cluster {
+        &self.cluster
+    }
+
+    /// The outside addresses the truth table has rows and columns for (`@<ip>`).
+    pub fn externals(&self) -> &[IpAddr] {
+        &self.externals
     }
 
     pub fn analysis(&self) -> Analysis {
@@ -492,13 +501,13 @@ impl World {
     }
 
     /// Compares the engine with `expected` over the whole truth table (every ordered pair of
-    /// subjects, ports 80/81, TCP/UDP/SCTP) and panics with upstream-style grids on any mismatch.
-    pub fn verify(&self, mut expected: Reachability) {
-        expected.allow_loopback();
+    /// subjects, ports 80/81, TCP/UDP/SCTP); on any mismatch, explains it with upstream-style
+    /// grids. `expected` must have had [`Reachability::allow_loopback`] applied (cases have).
+    pub fn check(&self, expected: &Reachability) -> Result<(), String> {
         let observed = self.observe();
         let wrong = expected.grid.differences(&observed.grid);
         if wrong.is_empty() && observed.inconsistencies.is_empty() {
-            return;
+            return Ok(());
         }
         let analysis = self.analysis();
         let mut report = String::from("policies:");
@@ -555,7 +564,7 @@ impl World {
                 let _ = writeln!(report, "  {line}");
             }
         }
-        panic!("truth table mismatch\n{report}");
+        Err(format!("truth table mismatch\n{report}"))
     }
 }
 
@@ -585,7 +594,7 @@ pub struct Observation {
 
 /// One boolean per (source, destination, probe); `None` where both sides are outside addresses
 /// (not a connection NetworkPolicy could see).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Grid {
     subjects: Vec<SubjectInfo>,
     cells: Vec<Option<bool>>,
@@ -723,6 +732,7 @@ pub fn at_protocol(protocol: Protocol) -> Vec<(Protocol, u16)> {
 
 /// Expected connectivity, built like upstream's `Reachability`: start from a default and
 /// override with later calls. Each call applies to every probe unless scoped with [`Self::on`].
+#[derive(Clone, Debug)]
 pub struct Reachability {
     grid: Grid,
     scope: Vec<(Protocol, u16)>,
@@ -731,6 +741,15 @@ pub struct Reachability {
 impl Reachability {
     pub fn grid(&self) -> &Grid {
         &self.grid
+    }
+
+    /// The expectation for one cell: `src` and `dst` are subject labels (`x/a`,
+    /// `x/deployment/web`, `@203.0.113.9`). `None` for a label the table does not have, a
+    /// port it does not cover, or two outside addresses (not a connection).
+    pub fn get(&self, src: &str, dst: &str, protocol: Protocol, port: u16) -> Option<bool> {
+        let index = |label: &str| self.grid.subjects.iter().position(|s| s.label == label);
+        self.grid
+            .get(index(src)?, index(dst)?, probe_index(protocol, port)?)
     }
 
     /// Applies the expectations set inside `expectations` only to `probes`.
@@ -786,7 +805,7 @@ impl Reachability {
     }
 
     /// A single pod reaches itself on every probe whatever the policies say; a workload of
-    /// several replicas does not (its pods are distinct). [`World::verify`] applies this last.
+    /// several replicas does not (its pods are distinct). Every case has this applied last.
     pub fn allow_loopback(&mut self) -> &mut Self {
         for i in 0..self.grid.subjects.len() {
             if self.grid.subjects[i].single_pod {

@@ -1,13 +1,12 @@
 //! `policyTypes`: which directions a policy isolates, as written or as the API server defaults
 //! them (Ingress always; Egress only when the egress list is non-empty).
 
-use super::harness::*;
-use palisade_engine::PolicyTypes;
+use crate::Cases;
+use crate::harness::*;
 
 /// Ingress rules of a policy whose types are only [Egress] are kept but ignored: x/a is not
 /// ingress-isolated, so its ingress from pod b only rule restricts nothing.
-#[test]
-fn ingress_rules_ignored_without_the_ingress_type() {
+fn ingress_rules_ignored_without_the_ingress_type(c: &mut Cases) {
     let w = World::xyz().policy(
         np("x", "egress-only")
             .select(pod("a"))
@@ -17,11 +16,10 @@ fn ingress_rules_ignored_without_the_ingress_type() {
     );
     let mut r = w.reachability(true);
     r.expect_all_egress("x/a", false);
-    w.verify(r);
+    c.add(&w, r);
 }
 
-#[test]
-fn egress_rules_ignored_without_the_egress_type() {
+fn egress_rules_ignored_without_the_egress_type(c: &mut Cases) {
     let w = World::xyz().policy(
         np("x", "ingress-only")
             .select(pod("a"))
@@ -31,12 +29,11 @@ fn egress_rules_ignored_without_the_egress_type() {
     );
     let mut r = w.reachability(true);
     r.expect_all_ingress("x/a", false);
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// No `policyTypes`, an egress section: both directions isolated (Ingress with no rules).
-#[test]
-fn undeclared_types_with_egress_rules_isolate_both_directions() {
+fn undeclared_types_with_egress_rules_isolate_both_directions(c: &mut Cases) {
     let w = World::xyz().policy(
         np("x", "egress-to-b")
             .select(pod("a"))
@@ -47,12 +44,11 @@ fn undeclared_types_with_egress_rules_isolate_both_directions() {
     r.expect_all_ingress("x/a", false)
         .expect_all_egress("x/a", false)
         .expect("x/a", "x/b", true);
-    w.verify(r);
+    c.add(&w, r);
 }
 
 /// No `policyTypes`, no egress section: ingress only, egress stays open.
-#[test]
-fn undeclared_types_without_egress_rules_isolate_ingress_only() {
+fn undeclared_types_without_egress_rules_isolate_ingress_only(c: &mut Cases) {
     let w = World::xyz().policy(
         np("x", "ingress-from-b")
             .select(pod("a"))
@@ -62,35 +58,24 @@ fn undeclared_types_without_egress_rules_isolate_ingress_only() {
     let mut r = w.reachability(true);
     r.expect_all_ingress("x/a", false)
         .expect("x/b", "x/a", true);
-    w.verify(r);
+    c.add(&w, r);
 }
 
-#[test]
-fn defaulting_follows_the_api_server() {
-    let both = PolicyTypes {
-        ingress: true,
-        egress: true,
-    };
-    let ingress_only = PolicyTypes {
-        ingress: true,
-        egress: false,
-    };
-    let egress_only = PolicyTypes {
-        ingress: false,
-        egress: true,
-    };
-    // (declared, non-empty egress list, effective)
-    let table = [
-        (None, false, ingress_only),
-        (None, true, both),
-        (Some(egress_only), false, egress_only),
-        (Some(ingress_only), true, ingress_only),
-    ];
-    for (declared, has_egress, effective) in table {
-        assert_eq!(
-            PolicyTypes::defaulted(declared, has_egress),
-            effective,
-            "declared {declared:?}, egress rules present: {has_egress}"
-        );
-    }
+pub(crate) fn register(c: &mut Cases) {
+    c.case(
+        "ingress_rules_ignored_without_the_ingress_type",
+        ingress_rules_ignored_without_the_ingress_type,
+    );
+    c.case(
+        "egress_rules_ignored_without_the_egress_type",
+        egress_rules_ignored_without_the_egress_type,
+    );
+    c.case(
+        "undeclared_types_with_egress_rules_isolate_both_directions",
+        undeclared_types_with_egress_rules_isolate_both_directions,
+    );
+    c.case(
+        "undeclared_types_without_egress_rules_isolate_ingress_only",
+        undeclared_types_without_egress_rules_isolate_ingress_only,
+    );
 }

@@ -1,0 +1,546 @@
+//! The agent in a real lab, as root: replies need no reverse rule; policy updates under
+//! continuous load and agent restarts let no denied connection through; a change that denies
+//! an established connection cuts it; flow records and metrics name verdicts and policies.
+//! Without root, `ip` or `nft` every test says so and passes.
+//!
+//! The cluster: pods x/a, x/b, x/c serving 80 and 81 (TCP and UDP), spread over two nodes
+//! (a and c on node 0, b on node 1), so the pair c -> b crosses nodes.
+
+use palisade_agent::{FlowRecord, Verdict};
+use palisade_dataplane::RenderOptions;
+use palisade_engine::{Analysis, Protocol};
+use palisade_lab::{
+    AgentConfig, LabState, Measured, ProbeSpec, UpConfig, agent_metrics, compare, down,
+    lab_cluster, plan, probe, up, wait_for_agents,
+};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long the agents may take to apply a change (they poll every 50 ms).
+const AGENT_SYNC: Duration = Duration::from_secs(10);
+const OPTIONS: RenderOptions = RenderOptions {
+    generation: 0,
+    audit: false,
+    log_group: 100,
+};
+
+fn can_run() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let ip = Command::new("ip").arg("-V").output().is_ok();
+    let nft = Command::new("nft").arg("-v").output().is_ok();
+    if !(root && ip && nft) {
+        eprintln!(
+            "SKIPPED: lab agent tests need root, iproute2 and nft (root: {root}, ip: {ip}, nft: {nft})"
+        );
+    }
+    root && ip && nft
+}
+
+fn pods() -> String {
+    ["a", "b", "c"]
+        .map(|name| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: x, labels: {{pod: {name}}}}}\n\
+                 spec:\n  containers:\n    - name: c\n      image: busybox\n      ports:\n\
+                 \x20       - {{containerPort: 80}}\n        - {{containerPort: 80, protocol: UDP}}\n\
+                 \x20       - {{containerPort: 81}}\n        - {{containerPort: 81, protocol: UDP}}\n---\n"
+            )
+        })
+        .concat()
+}
+
+/// `x/b-from` admits the given (pod, TCP port) pairs into x/b, and nothing else.
+fn b_admits(sources: &[(&str, u16)]) -> String {
+    let rules: String = sources
+        .iter()
+        .map(|(pod, port)| {
+            format!(
+                "    - from: [{{podSelector: {{matchLabels: {{pod: {pod}}}}}}}]\n      ports: [{{port: {port}}}]\n"
+            )
+        })
+        .collect();
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: b-from, namespace: x}}\n\
+         spec:\n  podSelector: {{matchLabels: {{pod: b}}}}\n  policyTypes: [Ingress]\n  ingress:\n{rules}---\n"
+    )
+}
+
+/// A running lab with agents, its manifests in a directory they watch; removed on drop.
+struct Lab {
+    root: PathBuf,
+    manifests: PathBuf,
+    state: LabState,
+}
+
+impl Lab {
+    fn start(test: &str, text: &str) -> Lab {
+        let name = format!("{test}{}", std::process::id());
+        let root = std::env::temp_dir().join(format!("palisade-lab-agent-{name}"));
+        let manifests = root.join("manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
+        write(&manifests, text);
+        let loaded = palisade_manifest::load_paths(
+            std::slice::from_ref(&manifests),
+            &palisade_manifest::LoadOptions::default(),
+        );
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let plan = plan(&Analysis::new(loaded.cluster), 2).unwrap();
+        let config = UpConfig {
+            name: name.clone(),
+            exe: PathBuf::from(env!("CARGO_BIN_EXE_palisade")),
+            state_root: root.clone(),
+            agent: Some(AgentConfig {
+                manifests: vec![manifests.clone()],
+                extra_args: vec![],
+            }),
+            manifests: vec![manifests.clone()],
+            default_namespace: "default".into(),
+        };
+        let state = match up(&plan, &config) {
+            Ok(state) => state,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&root);
+                panic!("lab up: {e}");
+            }
+        };
+        Lab {
+            root,
+            manifests,
+            state,
+        }
+    }
+
+    /// Writes new manifests and waits until every agent enforces them.
+    fn set(&self, text: &str) {
+        write(&self.manifests, text);
+        self.synced();
+    }
+
+    fn synced(&self) {
+        wait_for_agents(&self.root, &self.state, OPTIONS, AGENT_SYNC).unwrap();
+    }
+
+    fn pod(&self, name: &str) -> (String, SocketAddr) {
+        let k = self
+            .state
+            .subjects
+            .iter()
+            .position(|s| s.name == format!("x/{name}"))
+            .unwrap();
+        let addr = SocketAddr::new(self.state.subjects[k].ip.into(), 0);
+        (self.state.subject_netns[k].clone(), addr)
+    }
+
+    /// Flow records both agents have written so far.
+    fn flow_records(&self) -> Vec<FlowRecord> {
+        self.state
+            .nodes
+            .iter()
+            .flat_map(|node| {
+                let path = self
+                    .root
+                    .join(&self.state.name)
+                    .join(format!("{node}.flows.jsonl"));
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                text.lines()
+                    .map(|l| serde_json::from_str::<FlowRecord>(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Runs on failure too; the namespaces must not outlive the test.
+        let _ = down(&self.root, &self.state.name);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Replaces the manifests at once (write + rename), so no agent reads half a file.
+fn write(dir: &Path, text: &str) {
+    let staging = dir.with_extension("staging");
+    std::fs::write(&staging, text).unwrap();
+    std::fs::rename(&staging, dir.join("cluster.yaml")).unwrap();
+}
+
+/// Runs `f` on a thread inside network namespace `netns`.
+fn in_netns<T: Send + 'static>(netns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let file = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
+    std::thread::spawn(move || {
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Clients in `netns` opening TCP connections to `dst` as fast as they can, until stopped;
+/// counts attempts and connections that got through. A denied SYN is dropped, so each attempt
+/// waits a short timeout; several clients keep SYNs flowing meanwhile.
+struct Hammer {
+    stop: Arc<AtomicBool>,
+    attempts: Arc<AtomicUsize>,
+    through: Arc<AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Hammer {
+    const CLIENTS: usize = 8;
+
+    fn start(netns: &str, dst: SocketAddr) -> Hammer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let through = Arc::new(AtomicUsize::new(0));
+        let threads = (0..Self::CLIENTS)
+            .map(|_| {
+                let file = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
+                let (stop, attempts, through) = (stop.clone(), attempts.clone(), through.clone());
+                std::thread::spawn(move || {
+                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                    while !stop.load(Ordering::Relaxed) {
+                        attempts.fetch_add(1, Ordering::Relaxed);
+                        if TcpStream::connect_timeout(&dst, Duration::from_millis(50)).is_ok() {
+                            through.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Hammer {
+            stop,
+            attempts,
+            through,
+            threads,
+        }
+    }
+
+    /// Stops the clients; returns (attempts, connections that got through).
+    fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        (
+            self.attempts.load(Ordering::Relaxed),
+            self.through.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// With x/b's ingress open to x/a only, a hammer on the allowed pair counts connections: the
+/// leak detector of the tests below sees a connection the moment the rules let one through.
+fn detector_sees_an_open_pair(lab: &Lab) {
+    let (c, _) = lab.pod("c");
+    let (_, b) = lab.pod("b");
+    lab.set(&(pods() + &b_admits(&[("c", 81)])));
+    let hammer = Hammer::start(&c, SocketAddr::new(b.ip(), 81));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hammer.through.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (_, through) = hammer.finish();
+    assert!(
+        through > 0,
+        "the detector saw no connection on an allowed pair"
+    );
+}
+
+#[test]
+fn replies_need_no_reverse_rule() {
+    if !can_run() {
+        return;
+    }
+    // x/a admits nothing and x/b may send nothing: replies of a -> b would be denied if they
+    // were evaluated as connections.
+    let closed = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+        metadata: {name: a-closed, namespace: x}\nspec: {podSelector: {matchLabels: {pod: a}}, policyTypes: [Ingress]}\n---\n\
+        apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+        metadata: {name: b-silent, namespace: x}\nspec: {podSelector: {matchLabels: {pod: b}}, policyTypes: [Egress]}\n---\n";
+    let udp = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+        metadata: {name: b-udp-from-a, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: b}}\n\
+        \x20 ingress: [{from: [{podSelector: {matchLabels: {pod: a}}}], ports: [{port: 80, protocol: UDP}]}]\n";
+    let text = pods() + &b_admits(&[("a", 80)]) + closed + udp;
+    let lab = Lab::start("rep", &text);
+    let spec = ProbeSpec {
+        ports: vec![80],
+        protocols: vec![Protocol::Tcp, Protocol::Udp],
+        ..Default::default()
+    };
+    let rows = probe(&lab.state, &spec).unwrap();
+    let loaded = palisade_manifest::load_paths(
+        std::slice::from_ref(&lab.manifests),
+        &palisade_manifest::LoadOptions::default(),
+    );
+    let analysis = Analysis::new(lab_cluster(loaded.cluster, &lab.state));
+    assert_eq!(compare(&lab.state, &analysis, &rows), vec![]);
+    let measured = |src: &str, dst: &str, protocol| {
+        let index = |n: &str| {
+            let name = format!("x/{n}");
+            lab.state
+                .subjects
+                .iter()
+                .position(|s| s.name == name)
+                .unwrap()
+        };
+        rows.iter()
+            .find(|r| r.src == index(src) && r.dst == index(dst) && r.protocol == protocol)
+            .unwrap()
+            .measured
+    };
+    // The handshake's SYN-ACK and the UDP echo are replies through b's egress and a's
+    // ingress, both closed.
+    assert_eq!(measured("a", "b", Protocol::Tcp), Measured::Allowed);
+    assert_eq!(measured("a", "b", Protocol::Udp), Measured::Allowed);
+    assert_eq!(measured("b", "a", Protocol::Tcp), Measured::Denied);
+    assert_eq!(measured("c", "a", Protocol::Udp), Measured::Denied);
+}
+
+#[test]
+fn policy_updates_under_load_leak_no_denied_connection() {
+    if !can_run() {
+        return;
+    }
+    const UPDATES: usize = 100;
+    // Both versions deny c -> b:81 but differ elsewhere, so every update replaces the table.
+    let versions = [
+        pods() + &b_admits(&[("a", 80)]),
+        pods() + &b_admits(&[("a", 81), ("c", 80)]),
+    ];
+    let lab = Lab::start("upd", &versions[0]);
+    let (c, _) = lab.pod("c");
+    let (_, b) = lab.pod("b");
+    let hammer = Hammer::start(&c, SocketAddr::new(b.ip(), 81));
+    let started = Instant::now();
+    for update in 1..=UPDATES {
+        lab.set(&versions[update % 2]);
+    }
+    let took = started.elapsed();
+    let (attempts, through) = hammer.finish();
+    eprintln!(
+        "{UPDATES} updates in {took:?}; {attempts} denied connection attempts during them, {through} got through"
+    );
+    assert!(
+        attempts >= UPDATES,
+        "the clients barely ran: {attempts} attempts"
+    );
+    assert_eq!(through, 0, "denied connections got through during updates");
+    detector_sees_an_open_pair(&lab);
+}
+
+/// The agent process of node `index` and its command line.
+fn agent_process(lab: &Lab, index: usize) -> (i32, Vec<String>) {
+    let node = &lab.state.nodes[index];
+    let out = Command::new("ip")
+        .args(["netns", "pids", node])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|pid| pid.parse::<i32>().ok())
+        .find_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            (args.get(1).map(String::as_str) == Some("agent")).then_some((pid, args))
+        })
+        .unwrap_or_else(|| panic!("no agent runs in {node}"))
+}
+
+#[test]
+fn agent_restarts_never_let_a_denied_connection_through() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::start("rst", &(pods() + &b_admits(&[("a", 80)])));
+    let (c, _) = lab.pod("c");
+    let (_, b) = lab.pod("b");
+    let tables = |lab: &Lab| -> Vec<Option<(u32, u64)>> {
+        lab.state
+            .nodes
+            .iter()
+            .map(|n| {
+                palisade_dataplane::Nft::new(palisade_dataplane::Runner::in_netns(n.clone()))
+                    .current()
+                    .unwrap()
+                    .and_then(|t| t.written_by_agent)
+            })
+            .collect()
+    };
+    let before = tables(&lab);
+    let mut restarted = Vec::new();
+    let hammer = Hammer::start(&c, SocketAddr::new(b.ip(), 81));
+    for (round, signal) in ["KILL", "TERM", "KILL", "TERM"].into_iter().enumerate() {
+        // Node 1 hosts b (ingress), node 0 hosts c (egress): restart each in turn.
+        let index = round % 2;
+        let (pid, args) = agent_process(&lab, index);
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        while Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Down for a moment, with the hammer running.
+        std::thread::sleep(Duration::from_millis(200));
+        let agent = Command::new("ip")
+            .args(["netns", "exec", &lab.state.nodes[index]])
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        restarted.push(agent);
+        lab.synced();
+    }
+    let (attempts, through) = hammer.finish();
+    eprintln!("4 agent restarts: {attempts} denied connection attempts, {through} got through");
+    assert_eq!(through, 0, "denied connections got through during restarts");
+    assert!(attempts > 0);
+    // Each restarted agent adopted the table it found instead of writing it again.
+    assert_eq!(tables(&lab), before);
+    detector_sees_an_open_pair(&lab);
+    // Removing the lab stops the restarted agents; reap them.
+    drop(lab);
+    for mut agent in restarted {
+        let _ = agent.wait();
+    }
+}
+
+#[test]
+fn a_change_that_denies_an_established_connection_cuts_it() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::start("rev", &(pods() + &b_admits(&[("a", 80)])));
+    let (a, _) = lab.pod("a");
+    let (_, b) = lab.pod("b");
+    let dst = SocketAddr::new(b.ip(), 80);
+    let stop = Arc::new(AtomicBool::new(false));
+    let cut_at: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+    let established = Arc::new(AtomicBool::new(false));
+    let pinger = {
+        let (stop, cut_at, established) = (stop.clone(), cut_at.clone(), established.clone());
+        let file = std::fs::File::open(format!("/run/netns/{a}")).unwrap();
+        std::thread::spawn(move || {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let mut stream = TcpStream::connect_timeout(&dst, Duration::from_secs(2)).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut buf = [0u8; 4];
+            // One ping every 10 ms, echoed by the server, until one is not answered.
+            while !stop.load(Ordering::Relaxed) {
+                let answered = stream.write_all(b"ping").is_ok()
+                    && stream.read_exact(&mut buf).is_ok()
+                    && &buf == b"ping";
+                if !answered {
+                    *cut_at.lock().unwrap() = Some(Instant::now());
+                    return;
+                }
+                established.store(true, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    while !established.load(Ordering::Relaxed) {
+        assert!(!pinger.is_finished(), "the connection never carried data");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let changed = Instant::now();
+    lab.set(&(pods() + &b_admits(&[("a", 81)])));
+    let synced = changed.elapsed();
+    // Once the agents report the change done, the connection must be cut: its next segment is
+    // evaluated as new and dropped. The pinger gives up after one unanswered ping.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pinger.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Relaxed);
+    pinger.join().unwrap();
+    let cut = cut_at
+        .lock()
+        .unwrap()
+        .expect("the established connection still carries data after the change");
+    eprintln!(
+        "change on disk -> agents done: {synced:?}; -> connection cut: {:?}",
+        cut - changed
+    );
+    // A new connection on the pair is denied too.
+    let fresh = in_netns(&a, move || {
+        TcpStream::connect_timeout(&dst, Duration::from_millis(500)).is_ok()
+    });
+    assert!(!fresh);
+}
+
+#[test]
+fn flow_records_and_metrics_name_verdicts_and_policies() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::start("flw", &(pods() + &b_admits(&[("a", 80)])));
+    let (a, _) = lab.pod("a");
+    let (c, _) = lab.pod("c");
+    let (_, b) = lab.pod("b");
+    let dst = SocketAddr::new(b.ip(), 80);
+    let connect = move || TcpStream::connect_timeout(&dst, Duration::from_millis(500)).is_ok();
+    assert!(in_netns(&a, connect));
+    assert!(!in_netns(&c, connect));
+    let find = |verdict: Verdict, src: &str| {
+        lab.flow_records().into_iter().find(|r| {
+            r.verdict == verdict
+                && r.direction == "INGRESS"
+                && r.src.pod.as_deref() == Some(src)
+                && r.dst.pod.as_deref() == Some("b")
+                && r.dst.port == 80
+        })
+    };
+    // The kernel logs the verdicts; the agents write them within moments.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (find(Verdict::Forwarded, "a").is_none() || find(Verdict::Dropped, "c").is_none())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let records = lab.flow_records();
+    let forwarded = find(Verdict::Forwarded, "a")
+        .unwrap_or_else(|| panic!("no FORWARDED record for x/a -> x/b in {records:#?}"));
+    assert_eq!(forwarded.policies, ["x/b-from"]);
+    assert_eq!(forwarded.decided_by, "x/b-from ingress rule 0");
+    assert_eq!(forwarded.protocol, "TCP");
+    assert_eq!(forwarded.src.namespace.as_deref(), Some("x"));
+    let dropped = find(Verdict::Dropped, "c")
+        .unwrap_or_else(|| panic!("no DROPPED record for x/c -> x/b in {records:#?}"));
+    assert_eq!(dropped.policies, ["x/b-from"]);
+    assert_eq!(dropped.decided_by, "no rule of x/b-from admits it");
+    // b's node counted both verdicts under the policy's name.
+    let node = &lab.state.nodes[1];
+    let text = agent_metrics(&lab.state, node).unwrap();
+    for verdict in ["FORWARDED", "DROPPED"] {
+        let sample = format!(
+            "palisade_policy_verdicts_total{{direction=\"INGRESS\",verdict=\"{verdict}\",policy=\"x/b-from\"}} "
+        );
+        let count: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&sample))
+            .unwrap_or_else(|| panic!("no {sample}in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(count >= 1.0, "{sample}{count}");
+    }
+    assert!(palisade_lab::metric(&text, "palisade_rules").is_some_and(|n| n > 0.0));
+}
