@@ -15,7 +15,18 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::{Duration, Instant};
 
-const DEFAULT_SIZES: [&str; 3] = ["1000x100", "10000x1000", "100000x10000"];
+/// 1k, 10k and 100k pods, each with 100, 1k and 10k policies.
+const DEFAULT_SIZES: [&str; 9] = [
+    "1000x100",
+    "1000x1000",
+    "1000x10000",
+    "10000x100",
+    "10000x1000",
+    "10000x10000",
+    "100000x100",
+    "100000x1000",
+    "100000x10000",
+];
 const CHECKS: usize = 2_000;
 const NAIVE_SAMPLE: usize = 2_000;
 

@@ -32,6 +32,10 @@ enum Command {
     Matrix(matrix::MatrixArgs),
     /// Each policy in plain words, and which pods no policy isolates.
     Explain(explain::ExplainArgs),
+    /// Pitfalls in policies: DNS cut off, selectors that select nothing, redundant rules, …
+    Lint(palisade_lint::LintArgs),
+    /// What a change of manifests does to connectivity, by meaning rather than text.
+    Diff(palisade_lint::DiffArgs),
     /// Write a synthetic cluster (namespaces, pods, policies), deterministic by seed.
     Generate(palisade_synth::GenerateArgs),
     /// The node agent: enforces policies for this node's pods with nftables.
@@ -58,6 +62,12 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args, &cli.namespace, &mut out),
         Command::Matrix(args) => matrix::run(args, &cli.namespace, &mut out),
         Command::Explain(args) => explain::run(args, &cli.namespace, &mut out),
+        Command::Lint(args) => {
+            palisade_lint::run_lint(args, &cli.namespace, &mut out).map_err(anyhow::Error::from)
+        }
+        Command::Diff(args) => {
+            palisade_lint::run_diff(args, &cli.namespace, &mut out).map_err(anyhow::Error::from)
+        }
         Command::Generate(args) => palisade_synth::run_generate(args)
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),

@@ -99,12 +99,14 @@ impl Batch {
             .cloned()
             .collect();
         let cluster = &mut loaded.cluster;
-        cluster.namespaces = namespaces.into_iter().map(|n| n.item).collect();
-        cluster.namespaces.extend(
-            implicit
-                .into_iter()
-                .map(|n| Namespace::new(n, Labels::new())),
-        );
+        for record in namespaces {
+            cluster.namespaces.push(record.item);
+            loaded.namespace_origins.push(Some(record.origin));
+        }
+        for name in implicit {
+            cluster.namespaces.push(Namespace::new(name, Labels::new()));
+            loaded.namespace_origins.push(None);
+        }
         for record in endpoints {
             cluster.endpoints.push(record.item.endpoint);
             loaded.endpoint_origins.push(record.origin);

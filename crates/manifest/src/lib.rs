@@ -104,6 +104,9 @@ pub struct Loaded {
     pub policy_origins: Vec<Origin>,
     /// Parallel to `cluster.endpoints`.
     pub endpoint_origins: Vec<Origin>,
+    /// Parallel to `cluster.namespaces`; `None` for namespaces that exist only because
+    /// something refers to them.
+    pub namespace_origins: Vec<Option<Origin>>,
     pub diagnostics: Vec<Diagnostic>,
     /// Kinds that are not about network policy, with how many objects of each were skipped.
     pub skipped_kinds: BTreeMap<String, usize>,

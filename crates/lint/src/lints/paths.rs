@@ -1,0 +1,626 @@
+//! Lints decided over whole connections: PAL008 (a path opened on one side only), PAL009 and
+//! PAL010 (policies and rules whose removal changes no connection).
+
+use super::{Ctx, name_some, rule_path};
+use crate::finding::{Finding, LintId};
+use crate::sample::{class_members, outside_ranges, representative_pairs};
+use palisade_engine::{
+    Analysis, ClassId, Cluster, Direction, EndpointId, ExternalRange, NetworkPolicy, Peer,
+    PolicyId, PolicyTypes, PortSet, Rule, Subject,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The policies as if only `direction` were ever isolated: with them, `allowed_ports` is what
+/// that one side admits.
+fn one_side(policies: &[NetworkPolicy], direction: Direction) -> Vec<NetworkPolicy> {
+    let mut policies = policies.to_vec();
+    for policy in &mut policies {
+        policy.policy_types = PolicyTypes {
+            ingress: policy.policy_types.ingress && direction == Direction::Ingress,
+            egress: policy.policy_types.egress && direction == Direction::Egress,
+        };
+    }
+    policies
+}
+
+fn with_policies(cluster: &Cluster, policies: Vec<NetworkPolicy>) -> Analysis {
+    Analysis::new(Cluster {
+        namespaces: cluster.namespaces.clone(),
+        endpoints: cluster.endpoints.clone(),
+        policies,
+    })
+}
+
+fn opposite(direction: Direction) -> Direction {
+    match direction {
+        Direction::Egress => Direction::Ingress,
+        Direction::Ingress => Direction::Egress,
+    }
+}
+
+/// A half-open path between two classes: representatives, how many endpoints each side stands
+/// for, and the ports this side admits.
+struct HalfOpen {
+    src: EndpointId,
+    dst: EndpointId,
+    alike: (usize, usize),
+    ports: PortSet,
+}
+
+/// PAL008: for each rule that names specific peers, the connections its side admits that the
+/// other side never admits on any of those ports. Decided per pair of endpoint classes.
+pub(super) fn half_open(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
+    let analysis = ctx.analysis;
+    let cluster = analysis.cluster();
+    let egress_only = with_policies(cluster, one_side(&cluster.policies, Direction::Egress));
+    let ingress_only = with_policies(cluster, one_side(&cluster.policies, Direction::Ingress));
+    let members = class_members(analysis);
+    let mut memo: HashMap<(bool, ClassId, ClassId), Option<PortSet>> = HashMap::new();
+    let by_class = |endpoints: Vec<EndpointId>| -> BTreeMap<ClassId, usize> {
+        let mut counts = BTreeMap::new();
+        for e in endpoints {
+            *counts.entry(analysis.class_of(e)).or_insert(0) += 1;
+        }
+        counts
+    };
+    for (policy_id, policy) in cluster.policies.iter().enumerate() {
+        let own = by_class(analysis.selected_endpoints(policy_id));
+        for direction in [Direction::Ingress, Direction::Egress] {
+            if !policy.isolates(direction) {
+                continue;
+            }
+            let (this_side, other_side) = match direction {
+                Direction::Egress => (&egress_only, &ingress_only),
+                Direction::Ingress => (&ingress_only, &egress_only),
+            };
+            for (rule_index, rule) in policy.rules(direction).iter().enumerate() {
+                let peers = by_class(
+                    rule.peers
+                        .iter()
+                        .filter(|p| names_specific_pods(p))
+                        .flat_map(|p| analysis.peer_endpoints(policy_id, p))
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect(),
+                );
+                let mut paths = Vec::new();
+                for (&own_class, &own_count) in &own {
+                    for (&peer_class, &peer_count) in &peers {
+                        // Distinct endpoints of the two classes; a lone endpoint with itself is
+                        // loopback, never a path.
+                        let Some(&(mine, other)) =
+                            representative_pairs(&members[own_class], &members[peer_class])
+                                .iter()
+                                .find(|(a, b)| a != b)
+                        else {
+                            continue;
+                        };
+                        let (src, dst, alike) = match direction {
+                            Direction::Egress => (mine, other, (own_count, peer_count)),
+                            Direction::Ingress => (other, mine, (peer_count, own_count)),
+                        };
+                        // Rules of many policies name the same classes: ask once per pair.
+                        let key = (direction == Direction::Egress, own_class, peer_class);
+                        let refused = memo.entry(key).or_insert_with(|| {
+                            let (s, d) = (Subject::Endpoint(src), Subject::Endpoint(dst));
+                            let here = this_side.allowed_ports(s, d);
+                            let there = other_side.allowed_ports(s, d);
+                            (!here.is_empty() && here.intersection(&there).is_empty())
+                                .then_some(here)
+                        });
+                        if let Some(ports) = refused {
+                            paths.push(HalfOpen {
+                                src,
+                                dst,
+                                alike,
+                                ports: ports.clone(),
+                            });
+                        }
+                    }
+                }
+                if !paths.is_empty() {
+                    findings.push(half_open_finding(
+                        ctx, policy_id, direction, rule_index, &paths,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Peers that name pods by label: a path someone meant. A peer with an empty podSelector ("any
+/// pod there") is a broad grant, and ipBlocks are about outside addresses: a closed far side is
+/// expected for them.
+fn names_specific_pods(peer: &Peer) -> bool {
+    matches!(peer, Peer::Pods { pods, .. } if !pods.selects_everything())
+}
+
+/// `Pod ns/a` or `Pod ns/a (and 4 more like it)`.
+fn alike(ctx: &Ctx<'_>, endpoint: EndpointId, count: usize) -> String {
+    if count > 1 {
+        format!(
+            "{} (and {} more like it)",
+            ctx.endpoint_object(endpoint),
+            count - 1
+        )
+    } else {
+        ctx.endpoint_object(endpoint)
+    }
+}
+
+fn half_open_finding(
+    ctx: &Ctx<'_>,
+    policy_id: usize,
+    direction: Direction,
+    rule_index: usize,
+    paths: &[HalfOpen],
+) -> Finding {
+    let analysis = ctx.analysis;
+    let policy = analysis.policy(policy_id);
+    let path = rule_path(direction, rule_index);
+    let far = opposite(direction);
+    let mut blockers = BTreeSet::new();
+    let details: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            let far_endpoint = match direction {
+                Direction::Egress => p.dst,
+                Direction::Ingress => p.src,
+            };
+            let isolating: Vec<String> = analysis
+                .isolating_policies(far_endpoint, far)
+                .iter()
+                .map(|&id| {
+                    blockers.insert(id);
+                    analysis.policy(id).qualified_name()
+                })
+                .collect();
+            format!(
+                "{} -> {} on {}: {far} of {} is isolated by {} and admits none of it",
+                alike(ctx, p.src, p.alike.0),
+                alike(ctx, p.dst, p.alike.1),
+                p.ports,
+                analysis.endpoint(far_endpoint).qualified_name(),
+                isolating.join(", ")
+            )
+        })
+        .collect();
+    let (message, fix) = match direction {
+        Direction::Egress => (
+            format!(
+                "{path} of NetworkPolicy {} lets its pods open connections that the destinations' ingress never admits, so they stay blocked (a connection needs both sides).",
+                policy.qualified_name(),
+            ),
+            "Add an ingress rule admitting these sources and ports to a policy that selects the destination, or drop the peer from this egress rule if the connections are not wanted.",
+        ),
+        Direction::Ingress => (
+            format!(
+                "{path} of NetworkPolicy {} admits connections that the sources' egress never allows, so they stay blocked (a connection needs both sides).",
+                policy.qualified_name(),
+            ),
+            "Add an egress rule allowing these destinations and ports to a policy that selects the source, or drop the peer from this ingress rule if the connections are not wanted.",
+        ),
+    };
+    let mut objects = vec![ctx.policy_object(policy_id)];
+    objects.extend(blockers.into_iter().map(|p| ctx.policy_object(p)));
+    Finding::new(
+        LintId::HalfOpenPath,
+        ctx.policy_location(policy_id),
+        message,
+    )
+    .objects(objects)
+    .details(details)
+    .fix(fix)
+}
+
+/// PAL009 and PAL010. Policies that select no pod are PAL003's business.
+pub(super) fn redundancy(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
+    let found = removable(ctx.analysis);
+    for policy_id in found.policies {
+        let selected = ctx.analysis.selected_endpoints(policy_id);
+        findings.push(redundant_policy_finding(ctx, policy_id, &selected));
+    }
+    for rule in found.rules {
+        findings.push(shadowed_rule_finding(ctx, &rule));
+    }
+}
+
+/// Policies and rules whose removal changes no connection.
+#[derive(Debug, Default)]
+pub(crate) struct Removable {
+    pub policies: Vec<PolicyId>,
+    pub rules: Vec<RemovableRule>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RemovableRule {
+    pub policy: PolicyId,
+    pub direction: Direction,
+    /// Index in the policy as written.
+    pub index: usize,
+    pub reason: Reason,
+}
+
+/// Why a rule's removal changes nothing; each calls for a different fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// On its own it admits no connection between the pods and addresses of the inputs.
+    AdmitsNothing,
+    /// Other rules on the same side admit everything it admits.
+    Covered,
+    /// What it admits on its side, the other side of each connection refuses.
+    RefusedByOtherSide,
+}
+
+/// Found greedily: a policy (then a rule) counts when removing it from what is left after the
+/// earlier removals changes no connection, so removing everything found at once is safe too.
+pub(crate) fn removable(base: &Analysis) -> Removable {
+    let cluster = base.cluster();
+    let probe = Probe::new(base);
+    let mut found = Removable::default();
+    let mut working = cluster.policies.clone();
+    let mut kept = Vec::new();
+    for policy_id in 0..working.len() {
+        let selected = base.selected_endpoints(policy_id);
+        let policy = base.policy(policy_id);
+        if selected.is_empty() || is_default_deny(policy) {
+            continue;
+        }
+        let mut trial = working.clone();
+        make_inert(&mut trial[policy_id]);
+        let unchanged = [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .filter(|&d| policy.isolates(d))
+            .all(|direction| {
+                // Where no other remaining policy isolates a selected pod, removing this one
+                // opens the pod to everyone; elsewhere only what its own rules admitted can go.
+                let sole = selected.iter().any(|&e| {
+                    base.isolating_policies(e, direction)
+                        .iter()
+                        .all(|&p| p == policy_id || found.policies.contains(&p))
+                });
+                let scope = if sole {
+                    Scope::everything()
+                } else {
+                    probe.scope(policy_id, policy.rules(direction))
+                };
+                probe.same(&working, &trial, &selected, direction, &scope)
+            });
+        if unchanged {
+            found.policies.push(policy_id);
+            working = trial;
+        } else {
+            kept.push(policy_id);
+        }
+    }
+    let one_sided = [Direction::Ingress, Direction::Egress]
+        .map(|d| with_policies(cluster, one_side(&cluster.policies, d)));
+    for policy_id in kept {
+        let selected = base.selected_endpoints(policy_id);
+        let policy = base.policy(policy_id);
+        for direction in [Direction::Ingress, Direction::Egress] {
+            if !policy.isolates(direction) {
+                continue;
+            }
+            let mut removed = 0;
+            for (index, rule) in policy.rules(direction).iter().enumerate() {
+                let position = index - removed;
+                let mut trial = working.clone();
+                rules_mut(&mut trial[policy_id], direction).remove(position);
+                let scope = probe.scope(policy_id, std::slice::from_ref(rule));
+                if probe.same(&working, &trial, &selected, direction, &scope) {
+                    let side = Probe::new(&one_sided[usize::from(direction == Direction::Egress)]);
+                    let change = RuleRemoval {
+                        with: &working,
+                        without: &trial,
+                        policy: policy_id,
+                        direction,
+                        position,
+                    };
+                    found.rules.push(RemovableRule {
+                        policy: policy_id,
+                        direction,
+                        index,
+                        reason: change.reason(&side, &selected),
+                    });
+                    working = trial;
+                    removed += 1;
+                }
+            }
+        }
+    }
+    found
+}
+
+/// One rule taken out of a policy set.
+struct RuleRemoval<'a> {
+    with: &'a [NetworkPolicy],
+    without: &'a [NetworkPolicy],
+    policy: PolicyId,
+    direction: Direction,
+    position: usize,
+}
+
+impl RuleRemoval<'_> {
+    /// Tells the reasons apart by asking its own side alone (`side` probes a one-sided
+    /// cluster): whether the rule changes what that side admits at all, and whether it admits
+    /// anything when it is the only rule there.
+    fn reason(&self, side: &Probe<'_>, selected: &[EndpointId]) -> Reason {
+        let direction = self.direction;
+        let rule = self.with[self.policy].rules(direction)[self.position].clone();
+        let scope = side.scope(self.policy, std::slice::from_ref(&rule));
+        let (with, without) = (
+            one_side(self.with, direction),
+            one_side(self.without, direction),
+        );
+        if !side.same(&with, &without, selected, direction, &scope) {
+            return Reason::RefusedByOtherSide;
+        }
+        let mut none = with;
+        for (id, policy) in none.iter_mut().enumerate() {
+            if id != self.policy {
+                make_inert(policy);
+            }
+        }
+        rules_mut(&mut none[self.policy], direction).clear();
+        let mut alone = none.clone();
+        rules_mut(&mut alone[self.policy], direction).push(rule);
+        if side.same(&alone, &none, selected, direction, &scope) {
+            Reason::AdmitsNothing
+        } else {
+            Reason::Covered
+        }
+    }
+}
+
+/// A stand-in that isolates nothing and admits nothing: removal that keeps policy ids stable.
+pub(crate) fn make_inert(policy: &mut NetworkPolicy) {
+    policy.policy_types = PolicyTypes {
+        ingress: false,
+        egress: false,
+    };
+    policy.ingress.clear();
+    policy.egress.clear();
+}
+
+pub(crate) fn rules_mut(policy: &mut NetworkPolicy, direction: Direction) -> &mut Vec<Rule> {
+    match direction {
+        Direction::Ingress => &mut policy.ingress,
+        Direction::Egress => &mut policy.egress,
+    }
+}
+
+/// A rule-less policy over the whole namespace: it isolates pods that do not exist yet, so
+/// "changes no connection today" is no reason to remove it.
+fn is_default_deny(policy: &NetworkPolicy) -> bool {
+    policy.pod_selector.selects_everything()
+        && [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .all(|d| !policy.isolates(d) || policy.rules(d).is_empty())
+}
+
+/// The other ends of connections a removal can change: some classes (`None`: all) and maybe
+/// outside addresses.
+struct Scope {
+    classes: Option<BTreeSet<ClassId>>,
+    outside: bool,
+}
+
+impl Scope {
+    fn everything() -> Self {
+        Self {
+            classes: None,
+            outside: true,
+        }
+    }
+}
+
+/// Compares two policy sets over the endpoints of one cluster on every connection a change
+/// could touch. The cluster's classes and outside ranges must refine those of both sets (they
+/// do when the sets are the cluster's policies minus some, or one-sided versions of them).
+struct Probe<'a> {
+    base: &'a Analysis,
+    members: Vec<Vec<EndpointId>>,
+    outside: Vec<ExternalRange>,
+}
+
+impl<'a> Probe<'a> {
+    fn new(base: &'a Analysis) -> Self {
+        Self {
+            base,
+            members: class_members(base),
+            outside: outside_ranges(&[base]),
+        }
+    }
+
+    /// While isolation stays as it is, dropping rules changes a side's answer only for the other
+    /// ends their peers match (every end for a rule without peers).
+    fn scope(&self, policy_id: PolicyId, rules: &[Rule]) -> Scope {
+        let mut classes = BTreeSet::new();
+        let mut outside = false;
+        for rule in rules {
+            if rule.peers.is_empty() {
+                return Scope::everything();
+            }
+            for peer in &rule.peers {
+                outside |= matches!(peer, Peer::IpBlock(_));
+                classes.extend(
+                    self.base
+                        .peer_endpoints(policy_id, peer)
+                        .into_iter()
+                        .map(|e| self.base.class_of(e)),
+                );
+            }
+        }
+        Scope {
+            classes: Some(classes),
+            outside,
+        }
+    }
+
+    /// Whether policy sets `a` and `b` allow the same on `direction`'s side of the `selected`
+    /// endpoints, towards the ends in `scope`. One representative pair per pair of classes
+    /// decides, and a decision involves only its two endpoints: so both sets are compiled over
+    /// just the representatives, which keeps this cheap on large clusters. Outside addresses go
+    /// first: removing a pod's last isolating policy shows there at once.
+    fn same(
+        &self,
+        a: &[NetworkPolicy],
+        b: &[NetworkPolicy],
+        selected: &[EndpointId],
+        direction: Direction,
+        scope: &Scope,
+    ) -> bool {
+        let own_classes: BTreeSet<ClassId> =
+            selected.iter().map(|&e| self.base.class_of(e)).collect();
+        let other_classes: Vec<ClassId> = match &scope.classes {
+            Some(classes) => classes.iter().copied().collect(),
+            None => (0..self.members.len()).collect(),
+        };
+        let mut outside_pairs = Vec::new();
+        let mut endpoint_pairs = Vec::new();
+        for &own in &own_classes {
+            if scope.outside {
+                let rep = self.members[own][0];
+                outside_pairs.extend(
+                    self.outside
+                        .iter()
+                        .map(|range| (rep, Subject::External(range.first))),
+                );
+            }
+            for &other in &other_classes {
+                endpoint_pairs.extend(
+                    representative_pairs(&self.members[own], &self.members[other])
+                        .into_iter()
+                        .map(|(mine, theirs)| (mine, Subject::Endpoint(theirs))),
+                );
+            }
+        }
+        self.same_on(a, b, &outside_pairs, direction)
+            && self.same_on(a, b, &endpoint_pairs, direction)
+    }
+
+    /// Compares `a` and `b` on (selected endpoint, other end) pairs, compiled over only the
+    /// endpoints the pairs name.
+    fn same_on(
+        &self,
+        a: &[NetworkPolicy],
+        b: &[NetworkPolicy],
+        pairs: &[(EndpointId, Subject)],
+        direction: Direction,
+    ) -> bool {
+        if pairs.is_empty() {
+            return true;
+        }
+        let involved: BTreeSet<EndpointId> = pairs
+            .iter()
+            .flat_map(|&(mine, other)| match other {
+                Subject::Endpoint(e) => vec![mine, e],
+                Subject::External(_) => vec![mine],
+            })
+            .collect();
+        let index: HashMap<EndpointId, EndpointId> = involved
+            .iter()
+            .enumerate()
+            .map(|(new, &old)| (old, new))
+            .collect();
+        let compile = |policies: &[NetworkPolicy]| {
+            Analysis::new(Cluster {
+                namespaces: self.base.cluster().namespaces.clone(),
+                endpoints: involved
+                    .iter()
+                    .map(|&e| self.base.endpoint(e).clone())
+                    .collect(),
+                policies: policies.to_vec(),
+            })
+        };
+        let (a, b) = (compile(a), compile(b));
+        pairs.iter().all(|&(mine, other)| {
+            let mine = Subject::Endpoint(index[&mine]);
+            let other = match other {
+                Subject::Endpoint(e) => Subject::Endpoint(index[&e]),
+                outside => outside,
+            };
+            let (src, dst) = match direction {
+                Direction::Egress => (mine, other),
+                Direction::Ingress => (other, mine),
+            };
+            a.allowed_ports(src, dst) == b.allowed_ports(src, dst)
+        })
+    }
+}
+
+fn redundant_policy_finding(ctx: &Ctx<'_>, policy_id: usize, selected: &[EndpointId]) -> Finding {
+    let policy = ctx.analysis.policy(policy_id);
+    let names: Vec<String> = selected.iter().map(|&e| ctx.endpoint_object(e)).collect();
+    Finding::new(
+        LintId::RedundantPolicy,
+        ctx.policy_location(policy_id),
+        format!(
+            "Removing NetworkPolicy {} changes no connection: the other policies already isolate and admit exactly the same for {}.",
+            policy.qualified_name(),
+            name_some(&names, 5)
+        ),
+    )
+    .objects([ctx.policy_object(policy_id)])
+    .fix("Delete the policy, or change it if it was meant to allow or isolate something more.")
+}
+
+fn shadowed_rule_finding(ctx: &Ctx<'_>, rule: &RemovableRule) -> Finding {
+    let policy = ctx.analysis.policy(rule.policy);
+    let path = rule_path(rule.direction, rule.index);
+    let (why, fix) = match rule.reason {
+        Reason::Covered => (
+            "other rules already admit everything it admits",
+            format!(
+                "Delete {path}, or narrow the broader rule that covers it if this one states the intent."
+            ),
+        ),
+        Reason::AdmitsNothing => (
+            "its peers and ports match no connection between the pods and addresses of the inputs",
+            format!(
+                "Correct the peers or ports of {path} (other findings may say which), or delete it."
+            ),
+        ),
+        Reason::RefusedByOtherSide => (
+            "the other side of every connection it admits refuses that connection",
+            format!("Open the other side too (see half-open-path findings), or delete {path}."),
+        ),
+    };
+    Finding::new(
+        LintId::ShadowedRule,
+        ctx.policy_location(rule.policy),
+        format!(
+            "Removing {path} of NetworkPolicy {} changes no connection: {why}.",
+            policy.qualified_name()
+        ),
+    )
+    .objects([ctx.policy_object(rule.policy)])
+    .fix(fix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testgen::arb_cluster;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn removing_everything_found_changes_no_connection(cluster in arb_cluster()) {
+            let base = Analysis::new(cluster.clone());
+            let found = removable(&base);
+            let mut pruned = cluster;
+            for &policy in &found.policies {
+                make_inert(&mut pruned.policies[policy]);
+            }
+            // Highest index first, so earlier indices stay valid.
+            for rule in found.rules.iter().rev() {
+                rules_mut(&mut pruned.policies[rule.policy], rule.direction).remove(rule.index);
+            }
+            let change = crate::diff::diff(&base, &Analysis::new(pruned));
+            prop_assert!(!change.changes_connectivity(), "{:?}", change);
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Ways to ask the engine about every connection that matters without asking about every address
+//! and every endpoint pair: outside address ranges that all policies treat alike, and endpoint
+//! classes that no policy can tell apart.
+
+use palisade_engine::{
+    Analysis, Endpoint, EndpointId, EndpointKind, ExternalRange, PortSet, Protocol,
+};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The coarsest split of outside address space that every given analysis treats range by range
+/// alike. IPv4 is always covered (without ipBlocks all of it behaves as one range); IPv6 only
+/// when some address or ipBlock is IPv6.
+pub fn outside_ranges(analyses: &[&Analysis]) -> Vec<ExternalRange> {
+    let per_analysis: Vec<Vec<ExternalRange>> =
+        analyses.iter().map(|a| a.external_ranges()).collect();
+    let any_v6_address = analyses.iter().any(|a| {
+        a.cluster()
+            .endpoints
+            .iter()
+            .flat_map(|e| &e.ips)
+            .any(IpAddr::is_ipv6)
+    });
+    let mut out = Vec::new();
+    for v4 in [true, false] {
+        let mut starts: BTreeSet<u128> = per_analysis
+            .iter()
+            .flatten()
+            .filter(|r| r.first.is_ipv4() == v4)
+            .map(|r| ip_to_u128(r.first))
+            .collect();
+        if !v4 && starts.is_empty() && !any_v6_address {
+            continue;
+        }
+        starts.insert(0);
+        let max = if v4 { u128::from(u32::MAX) } else { u128::MAX };
+        let starts: Vec<u128> = starts.into_iter().collect();
+        for (i, &start) in starts.iter().enumerate() {
+            let last = starts.get(i + 1).map_or(max, |next| next - 1);
+            out.push(ExternalRange {
+                first: u128_to_ip(start, v4),
+                last: u128_to_ip(last, v4),
+            });
+        }
+    }
+    out
+}
+
+/// Merges adjacent ranges (in the order `outside_ranges` returns them) whose key is equal, so
+/// that a report names `0.0.0.0/0` rather than the pieces some unrelated ipBlock cut it into.
+pub fn merge_adjacent<K: PartialEq>(items: Vec<(ExternalRange, K)>) -> Vec<(ExternalRange, K)> {
+    let mut out: Vec<(ExternalRange, K)> = Vec::new();
+    for (range, key) in items {
+        match out.last_mut() {
+            Some((prev, prev_key))
+                if *prev_key == key
+                    && prev.first.is_ipv4() == range.first.is_ipv4()
+                    && ip_to_u128(prev.last).checked_add(1) == Some(ip_to_u128(range.first)) =>
+            {
+                prev.last = range.last;
+            }
+            _ => out.push((range, key)),
+        }
+    }
+    out
+}
+
+/// Members of every endpoint class, indexed by class id: one member answers for all.
+pub fn class_members(analysis: &Analysis) -> Vec<Vec<EndpointId>> {
+    let mut members = vec![Vec::new(); analysis.class_count()];
+    for id in 0..analysis.cluster().endpoints.len() {
+        members[analysis.class_of(id)].push(id);
+    }
+    members
+}
+
+/// Endpoint pairs that stand for every pair between the two classes: one pair for distinct
+/// classes; within a class, a member with itself (loopback or another replica) and with another
+/// member.
+pub fn representative_pairs(a: &[EndpointId], b: &[EndpointId]) -> Vec<(EndpointId, EndpointId)> {
+    match (a.first(), b.first()) {
+        (Some(&x), Some(&y)) if x != y => vec![(x, y)],
+        (Some(&x), Some(_)) => {
+            let mut pairs = vec![(x, x)];
+            if let Some(&other) = a.get(1) {
+                pairs.push((x, other));
+            }
+            pairs
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// `a` without the ports of `b`.
+pub fn subtract(a: &PortSet, b: &PortSet) -> PortSet {
+    let mut out = PortSet::empty();
+    for proto in Protocol::ALL {
+        let cuts = b.ranges(proto);
+        for &(lo, hi) in a.ranges(proto) {
+            let mut next = u32::from(lo);
+            for &(clo, chi) in cuts {
+                if u32::from(chi) < next || u32::from(clo) > u32::from(hi) {
+                    continue;
+                }
+                if u32::from(clo) > next {
+                    out.insert_range(proto, next as u16, clo - 1);
+                }
+                next = u32::from(chi) + 1;
+            }
+            if next <= u32::from(hi) {
+                out.insert_range(proto, next as u16, hi);
+            }
+        }
+    }
+    out
+}
+
+/// `Pod ns/name` or `Deployment ns/name`: how findings and diffs name an endpoint.
+pub fn endpoint_object(endpoint: &Endpoint) -> String {
+    match &endpoint.kind {
+        EndpointKind::Pod => format!("Pod {}/{}", endpoint.namespace, endpoint.name),
+        EndpointKind::Workload { kind } => {
+            format!("{kind} {}/{}", endpoint.namespace, endpoint.name)
+        }
+    }
+}
+
+fn ip_to_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn u128_to_ip(value: u128, v4: bool) -> IpAddr {
+    if v4 {
+        // Only reached with values that came from IPv4 addresses or the IPv4 maximum.
+        IpAddr::V4(Ipv4Addr::from(value as u32))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_set() -> impl Strategy<Value = PortSet> {
+        proptest::collection::vec((0usize..3, 1u16..200, 0u16..20), 0..6).prop_map(|items| {
+            let mut set = PortSet::empty();
+            for (p, lo, len) in items {
+                set.insert_range(Protocol::ALL[p], lo, lo + len);
+            }
+            set
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn subtract_agrees_with_membership(a in arb_set(), b in arb_set(), port in 1u16..230, p in 0usize..3) {
+            let proto = Protocol::ALL[p];
+            prop_assert_eq!(
+                subtract(&a, &b).contains(proto, port),
+                a.contains(proto, port) && !b.contains(proto, port)
+            );
+        }
+    }
+
+    #[test]
+    fn subtract_handles_the_edges_of_the_port_space() {
+        let all = PortSet::all_of(Protocol::Tcp);
+        let hole = subtract(&all, &PortSet::range(Protocol::Tcp, 1, 1));
+        assert_eq!(hole.ranges(Protocol::Tcp), &[(2, 65535)]);
+        let top = subtract(&all, &PortSet::range(Protocol::Tcp, 65535, 65535));
+        assert_eq!(top.ranges(Protocol::Tcp), &[(1, 65534)]);
+    }
+
+    #[test]
+    fn merge_joins_only_adjacent_equal_ranges() {
+        let r = |a: [u8; 4], b: [u8; 4]| ExternalRange {
+            first: IpAddr::from(a),
+            last: IpAddr::from(b),
+        };
+        let merged = merge_adjacent(vec![
+            (r([0, 0, 0, 0], [9, 255, 255, 255]), 1),
+            (r([10, 0, 0, 0], [10, 255, 255, 255]), 1),
+            (r([11, 0, 0, 0], [255, 255, 255, 255]), 2),
+        ]);
+        let labels: Vec<(String, i32)> = merged.into_iter().map(|(r, k)| (r.label(), k)).collect();
+        assert_eq!(
+            labels,
+            vec![
+                ("0.0.0.0-10.255.255.255".to_string(), 1),
+                ("11.0.0.0-255.255.255.255".to_string(), 2)
+            ]
+        );
+    }
+}
