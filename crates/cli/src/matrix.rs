@@ -3,8 +3,7 @@
 use crate::input;
 use crate::progress::Progress;
 use clap::{Args, ValueEnum};
-use palisade_engine::{Analysis, Connectivity, Node as EngineNode, PortRef, Protocol, Subject};
-use std::collections::BTreeSet;
+use palisade_engine::{Analysis, Connectivity, Node as EngineNode, Protocol, Subject};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -145,9 +144,9 @@ fn exit_code(had_errors: bool) -> ExitCode {
 
 fn nodes(analysis: &Analysis, connectivity: &Connectivity, args: &MatrixArgs) -> Vec<Node> {
     let cluster = analysis.cluster();
-    let rule_ports = mentioned_ports(analysis, false);
+    let rule_ports = analysis.mentioned_ports(false);
     let external_ports = {
-        let ports = mentioned_ports(analysis, true);
+        let ports = analysis.mentioned_ports(true);
         if ports.is_empty() {
             rule_ports.clone()
         } else {
@@ -206,29 +205,6 @@ fn nodes(analysis: &Analysis, connectivity: &Connectivity, args: &MatrixArgs) ->
         }
     }
     nodes
-}
-
-/// Numeric ports that policy rules name (the first port of a range), for destinations that
-/// declare none. With `ip_block_rules_only`, only rules that have an ipBlock peer count.
-fn mentioned_ports(analysis: &Analysis, ip_block_rules_only: bool) -> BTreeSet<(u16, Protocol)> {
-    analysis
-        .cluster()
-        .policies
-        .iter()
-        .flat_map(|p| p.ingress.iter().chain(&p.egress))
-        .filter(|rule| {
-            !ip_block_rules_only
-                || rule
-                    .peers
-                    .iter()
-                    .any(|peer| matches!(peer, palisade_engine::Peer::IpBlock(_)))
-        })
-        .flat_map(|rule| &rule.ports)
-        .filter_map(|entry| match entry.port {
-            Some(PortRef::Number(port)) => Some((port, entry.protocol)),
-            _ => None,
-        })
-        .collect()
 }
 
 struct MatrixWriter<'w> {

@@ -446,6 +446,29 @@ impl Analysis {
         out
     }
 
+    /// Numeric ports that policy rules name (the first port of a range): what to ask about
+    /// destinations that declare no ports. With `ip_block_rules_only`, only rules that have an
+    /// ipBlock peer count. `matrix` and the lab both use it, so they list the same rows.
+    pub fn mentioned_ports(&self, ip_block_rules_only: bool) -> BTreeSet<(u16, Protocol)> {
+        self.cluster
+            .policies
+            .iter()
+            .flat_map(|p| p.ingress.iter().chain(&p.egress))
+            .filter(|rule| {
+                !ip_block_rules_only
+                    || rule
+                        .peers
+                        .iter()
+                        .any(|peer| matches!(peer, Peer::IpBlock(_)))
+            })
+            .flat_map(|rule| &rule.ports)
+            .filter_map(|entry| match entry.port {
+                Some(PortRef::Number(port)) => Some((port, entry.protocol)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// A pod talking to itself: the traffic never leaves its network namespace.
     pub fn is_loopback(&self, src: Subject, dst: Subject) -> bool {
         matches!((src, dst), (Subject::Endpoint(a), Subject::Endpoint(b))
@@ -655,16 +678,17 @@ fn all_ip_blocks(policies: &[NetworkPolicy]) -> impl Iterator<Item = &IpBlock> {
         })
 }
 
-fn ip_to_u128(ip: IpAddr) -> u128 {
+/// An address as a number, for interval arithmetic over one family.
+pub fn ip_to_u128(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(v4) => u128::from(u32::from(v4)),
         IpAddr::V6(v6) => u128::from(v6),
     }
 }
 
-fn u128_to_ip(value: u128, v4: bool) -> IpAddr {
+/// The inverse of [`ip_to_u128`]; with `v4`, only the low 32 bits are meaningful.
+pub fn u128_to_ip(value: u128, v4: bool) -> IpAddr {
     if v4 {
-        // Callers only pass values that came from IPv4 addresses.
         IpAddr::V4(std::net::Ipv4Addr::from(value as u32))
     } else {
         IpAddr::V6(std::net::Ipv6Addr::from(value))

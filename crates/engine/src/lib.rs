@@ -10,7 +10,8 @@ mod program;
 mod selector;
 
 pub use analysis::{
-    Analysis, ClassId, Decision, EndpointId, ExternalRange, PolicyId, RuleRef, SideVerdict, Subject,
+    Analysis, ClassId, Decision, EndpointId, ExternalRange, PolicyId, RuleRef, SideVerdict,
+    Subject, ip_to_u128, u128_to_ip,
 };
 pub use connectivity::{Connectivity, DestinationKey, Node, PortSetId, SourceKey};
 pub use model::{

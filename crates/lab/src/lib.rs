@@ -17,7 +17,7 @@ pub use lab::{
     AgentConfig, DEFAULT_STATE_ROOT, DownReport, INVENTORY_FILE, LabState, UpConfig, down,
     is_lab_netns, load_state, netns_name, up, validate_name,
 };
-pub use plan::{LabSubject, Plan, SubjectKind, mentioned_ports, plan};
+pub use plan::{LabSubject, Plan, SubjectKind, plan};
 pub use probe::{
     Difference, Measured, NotProbed, ProbeRow, ProbeSpec, compare, lab_cluster, probe, row_order,
     rows, write_tsv,

@@ -2,7 +2,7 @@
 //! outside hosts) exist, their addresses, nodes and served ports. Pure, so it is unit-tested.
 
 use crate::LabError;
-use palisade_engine::{Analysis, PortRef, Protocol};
+use palisade_engine::{Analysis, Protocol};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -111,7 +111,7 @@ pub fn plan(analysis: &Analysis, nodes: usize) -> Result<Plan, LabError> {
     }
     let cluster = analysis.cluster();
     let mut notes = Vec::new();
-    let rule_ports = mentioned_ports(analysis, false);
+    let rule_ports = analysis.mentioned_ports(false);
     let mut subjects = Vec::new();
     let mut owner: HashMap<Ipv4Addr, String> = HashMap::new();
     let mut unaddressed = Vec::new();
@@ -196,7 +196,7 @@ pub fn plan(analysis: &Analysis, nodes: usize) -> Result<Plan, LabError> {
         }
     }
     let external_ports = {
-        let ports = mentioned_ports(analysis, true);
+        let ports = analysis.mentioned_ports(true);
         if ports.is_empty() { rule_ports } else { ports }
     };
     let (tcp, udp, sctp) = split(&external_ports);
@@ -243,33 +243,6 @@ pub fn plan(analysis: &Analysis, nodes: usize) -> Result<Plan, LabError> {
         subjects,
         notes,
     })
-}
-
-/// Numeric ports that policy rules name (the first port of a range), for destinations that
-/// declare none; with `ip_block_rules_only`, only rules with an ipBlock peer count. The same
-/// choice `palisade matrix` makes, so the lab serves the ports the matrix lists.
-pub fn mentioned_ports(
-    analysis: &Analysis,
-    ip_block_rules_only: bool,
-) -> BTreeSet<(u16, Protocol)> {
-    analysis
-        .cluster()
-        .policies
-        .iter()
-        .flat_map(|p| p.ingress.iter().chain(&p.egress))
-        .filter(|rule| {
-            !ip_block_rules_only
-                || rule
-                    .peers
-                    .iter()
-                    .any(|peer| matches!(peer, palisade_engine::Peer::IpBlock(_)))
-        })
-        .flat_map(|rule| &rule.ports)
-        .filter_map(|entry| match entry.port {
-            Some(PortRef::Number(port)) => Some((port, entry.protocol)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The MAC of a subject's `eth0`: locally administered, unique within the lab.
@@ -365,7 +338,7 @@ mod tests {
     use super::*;
     use palisade_engine::{
         Cluster, ContainerPort, Endpoint, IpBlock, LabelSelector, NetworkPolicy, Peer, PolicyTypes,
-        PortRule, Rule,
+        PortRef, PortRule, Rule,
     };
 
     fn pod(ns: &str, name: &str, ip: Option<&str>, ports: &[(u16, Protocol)]) -> Endpoint {

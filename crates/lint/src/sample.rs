@@ -3,10 +3,11 @@
 //! classes that no policy can tell apart.
 
 use palisade_engine::{
-    Analysis, Endpoint, EndpointId, EndpointKind, ExternalRange, PortSet, Protocol,
+    Analysis, Endpoint, EndpointId, EndpointKind, ExternalRange, PortSet, Protocol, ip_to_u128,
+    u128_to_ip,
 };
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// The coarsest split of outside address space that every given analysis treats range by range
 /// alike. IPv4 is always covered (without ipBlocks all of it behaves as one range); IPv6 only
@@ -122,22 +123,6 @@ pub fn endpoint_object(endpoint: &Endpoint) -> String {
         EndpointKind::Workload { kind } => {
             format!("{kind} {}/{}", endpoint.namespace, endpoint.name)
         }
-    }
-}
-
-fn ip_to_u128(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => u128::from(v6),
-    }
-}
-
-fn u128_to_ip(value: u128, v4: bool) -> IpAddr {
-    if v4 {
-        // Only reached with values that came from IPv4 addresses or the IPv4 maximum.
-        IpAddr::V4(Ipv4Addr::from(value as u32))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(value))
     }
 }
 
