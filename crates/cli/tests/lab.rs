@@ -1,21 +1,15 @@
 //! End to end: `palisade lab up/probe/down` with the real binary, as root. Skips with a message
 //! when not root or when `ip` is missing.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_palisade");
 
 fn can_run() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let ip = Command::new("ip").arg("-V").output().is_ok();
-    if !(root && ip) {
-        eprintln!("SKIPPED: lab tests need root and iproute2 (root: {root}, ip: {ip})");
-    }
-    root && ip
+    common::can_run_lab("the lab CLI tests")
 }
 
 fn state_dir() -> PathBuf {

@@ -6,6 +6,8 @@
 //! The cluster: pods x/a, x/b, x/c serving 80 and 81 (TCP and UDP), spread over two nodes
 //! (a and c on node 0, b on node 1), so the pair c -> b crosses nodes.
 
+mod common;
+
 use palisade_agent::{FlowRecord, Verdict};
 use palisade_dataplane::RenderOptions;
 use palisade_engine::{Analysis, Protocol};
@@ -30,15 +32,7 @@ const OPTIONS: RenderOptions = RenderOptions {
 };
 
 fn can_run() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    let ip = Command::new("ip").arg("-V").output().is_ok();
-    let nft = Command::new("nft").arg("-v").output().is_ok();
-    if !(root && ip && nft) {
-        eprintln!(
-            "SKIPPED: lab agent tests need root, iproute2 and nft (root: {root}, ip: {ip}, nft: {nft})"
-        );
-    }
-    root && ip && nft
+    common::can_run_lab("the lab agent tests")
 }
 
 fn pods() -> String {

@@ -8,6 +8,8 @@
 //! addresses (the lab is IPv4), and a replicated workload's pods talking to each other (the lab
 //! runs one pod per workload). Without root, `ip` or `nft` the test says so and passes.
 
+mod common;
+
 use palisade_conformance::{Case, PORTS};
 use palisade_dataplane::RenderOptions;
 use palisade_engine::{Analysis, EndpointKind, Protocol};
@@ -18,7 +20,6 @@ use palisade_lab::{
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const NODES: usize = 2;
@@ -26,15 +27,7 @@ const NODES: usize = 2;
 const AGENT_SYNC: Duration = Duration::from_secs(10);
 
 fn can_run() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    let ip = Command::new("ip").arg("-V").output().is_ok();
-    let nft = Command::new("nft").arg("-v").output().is_ok();
-    if !(root && ip && nft) {
-        eprintln!(
-            "SKIPPED: the lab conformance run needs root, iproute2 and nft (root: {root}, ip: {ip}, nft: {nft})"
-        );
-    }
-    root && ip && nft
+    common::can_run_lab("the lab conformance run")
 }
 
 /// What the lab can build of a case: one pod per non-hostNetwork endpoint at its IPv4 address,

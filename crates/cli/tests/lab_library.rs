@@ -1,6 +1,8 @@
 //! Real labs (network namespaces, probe servers) built from engine clusters, as root. Without
 //! root or `ip`, every test says so on stderr and passes without running.
 
+mod common;
+
 use palisade_engine::{
     Analysis, Cluster, ContainerPort, Endpoint, IpBlock, LabelSelector, Labels, NetworkPolicy,
     Peer, PolicyTypes, PortRef, PortRule, Protocol, Rule,
@@ -13,12 +15,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn can_run() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    let ip = Command::new("ip").arg("-V").output().is_ok();
-    if !(root && ip) {
-        eprintln!("SKIPPED: lab tests need root and iproute2 (root: {root}, ip: {ip})");
-    }
-    root && ip
+    common::can_run_lab("the lab library tests")
 }
 
 fn state_root() -> PathBuf {

@@ -1,0 +1,17 @@
+//! What the root-only lab tests share.
+
+use std::process::Command;
+
+/// Whether this machine can run lab tests: root, iproute2 and nft. When not, says so on stderr
+/// (the tests then pass without running, visibly).
+pub fn can_run_lab(what: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let ip = Command::new("ip").arg("-V").output().is_ok();
+    let nft = Command::new("nft").arg("-v").output().is_ok();
+    if !(root && ip && nft) {
+        eprintln!(
+            "SKIPPED: {what} need root, iproute2 and nft (root: {root}, ip: {ip}, nft: {nft})"
+        );
+    }
+    root && ip && nft
+}
