@@ -28,8 +28,11 @@ pub struct CheckArgs {
     pub port: u16,
     #[arg(long, default_value = "TCP", value_parser = parse_protocol)]
     pub protocol: Protocol,
-    /// Manifest files or directories (recursive), or `-` for stdin. Repeatable.
-    #[arg(short = 'f', long = "file", required = true)]
+    /// Manifest files or directories (recursive), or `-` for stdin.
+    #[arg(required_unless_present = "files")]
+    pub paths: Vec<PathBuf>,
+    /// The same as the trailing paths, kubectl style. Repeatable.
+    #[arg(short = 'f', long = "file")]
     pub files: Vec<PathBuf>,
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: CheckFormat,
@@ -41,7 +44,8 @@ pub fn parse_protocol(text: &str) -> Result<Protocol, String> {
 }
 
 pub fn run(args: &CheckArgs, namespace: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let input = input::load(&args.files, namespace, &crate::progress::Progress::new());
+    let paths: Vec<PathBuf> = args.paths.iter().chain(&args.files).cloned().collect();
+    let input = input::load(&paths, namespace, &crate::progress::Progress::new());
     let analysis = &input.analysis;
     let src = resolve(analysis, &args.src).context("source")?;
     let dst = resolve(analysis, &args.dst).context("destination")?;
