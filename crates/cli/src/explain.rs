@@ -185,11 +185,18 @@ fn namespace_views(analysis: &Analysis) -> Vec<NamespaceView> {
         .collect()
 }
 
+/// Names shown in a text list before the rest is counted; `-o json` lists them all.
+const SHOWN_NAMES: usize = 10;
+
 fn list_or_none(names: &[String]) -> String {
-    if names.is_empty() {
-        "none".to_string()
-    } else {
-        names.join(", ")
+    match names.len() {
+        0 => "none".to_string(),
+        n if n <= SHOWN_NAMES => names.join(", "),
+        n => format!(
+            "{} and {} more",
+            names[..SHOWN_NAMES].join(", "),
+            n - SHOWN_NAMES
+        ),
     }
 }
 
@@ -235,9 +242,9 @@ fn write_text(
                 )?;
             }
             for rule in rules {
-                let (prep, who) = match direction {
-                    Direction::Ingress => ("from", "matches"),
-                    Direction::Egress => ("to", "matches"),
+                let prep = match direction {
+                    Direction::Ingress => "from",
+                    Direction::Egress => "to",
                 };
                 writeln!(
                     out,
@@ -246,12 +253,15 @@ fn write_text(
                 )?;
                 writeln!(
                     out,
-                    "      {who} in this cluster: {}",
+                    "      pods of this input it matches: {}",
                     list_or_none(&rule.peer_endpoints)
                 )?;
             }
         }
         writeln!(out)?;
+        if policy.rules.is_empty() {
+            continue;
+        }
         writeln!(
             out,
             "  {:9}  {:4}  {:48}  PORTS",
