@@ -8,10 +8,51 @@ use palisade_dataplane::{Nft, RenderOptions, Runner, conntrack};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Programs whose log records may still arrive: the current one and a few before it.
 const KEPT_SNAPSHOTS: usize = 4;
+/// First and longest wait before a failed sync is tried again.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// What a sync leaves to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Synced {
+    /// The inputs' rules are in force, or the inputs are refused until they change (the same
+    /// files fail the same way).
+    Done,
+    /// Applying or revoking failed (the kernel, not the inputs): try the same inputs again.
+    Retry,
+}
+
+/// Waits between retries: doubling from `first` up to `max`, back to `first` after a success.
+#[derive(Clone, Debug)]
+pub(crate) struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(first: Duration, max: Duration) -> Self {
+        Self {
+            first,
+            max,
+            next: first,
+        }
+    }
+
+    pub(crate) fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (wait * 2).min(self.max);
+        wait
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
 
 type Snapshots = Arc<RwLock<Vec<Arc<Snapshot>>>>;
 
@@ -24,6 +65,8 @@ pub(crate) struct Agent {
     snapshots: Snapshots,
     /// Generation and digest of the table in the kernel, when it is ours.
     applied: Option<(u32, u64)>,
+    /// The rules in force were applied but the connections they deny were not all revoked.
+    revoke_pending: bool,
 }
 
 impl Agent {
@@ -41,6 +84,7 @@ impl Agent {
             metrics,
             snapshots: Arc::default(),
             applied: None,
+            revoke_pending: false,
             args,
         }
     }
@@ -59,7 +103,7 @@ impl Agent {
     }
 
     /// Loads, compiles and applies when the result differs from what the kernel has.
-    pub(crate) fn sync(&mut self, change: Option<SystemTime>) {
+    pub(crate) fn sync(&mut self, change: Option<SystemTime>) -> Synced {
         let started = Instant::now();
         let (generation, digest) = self.applied.unwrap_or((0, 0));
         let options = |generation| RenderOptions {
@@ -72,7 +116,7 @@ impl Agent {
             Err(e) => {
                 self.metrics.error("load");
                 tracing::error!("{e:#}");
-                return;
+                return Synced::Done;
             }
         };
         if self.applied.is_some() && snapshot.ruleset.digest == digest {
@@ -81,13 +125,21 @@ impl Agent {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!("{e:#}");
-                    return;
+                    return Synced::Done;
                 }
             };
             tracing::info!(generation, "rules in force are up to date");
-            self.publish(Arc::new(snapshot));
+            let snapshot = Arc::new(snapshot);
+            self.publish(snapshot.clone());
+            if self.revoke_pending {
+                let revoked = self.revoke(&snapshot);
+                tracing::info!(generation, revoked, "retried revoking denied connections");
+            }
+            if self.revoke_pending {
+                return Synced::Retry;
+            }
             self.metrics.generation.set(i64::from(generation));
-            return;
+            return Synced::Done;
         }
         // Published before it is applied: the kernel logs with the new generation at once.
         let snapshot = Arc::new(snapshot);
@@ -95,26 +147,15 @@ impl Agent {
         if let Err(e) = self.nft.apply(&snapshot.ruleset) {
             self.metrics.error("apply");
             tracing::error!(
-                "applying generation {} failed, the previous rules stay: {e}",
+                "applying generation {} failed, the previous rules stay (will retry): {e}",
                 snapshot.ruleset.generation
             );
-            return;
+            return Synced::Retry;
         }
         self.applied = Some((snapshot.ruleset.generation, snapshot.ruleset.digest));
         let applied_at = SystemTime::now();
-        let revoked = if self.args.audit {
-            0
-        } else {
-            match conntrack::revoke(&self.runner, &snapshot.program) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.metrics.error("revoke");
-                    tracing::error!("revoking denied connections failed: {e}");
-                    0
-                }
-            }
-        };
-        self.metrics.revoked.inc_by(revoked as u64);
+        self.revoke_pending = !self.args.audit;
+        let revoked = self.revoke(&snapshot);
         let took = started.elapsed();
         self.metrics.sync_seconds.observe(took.as_secs_f64());
         self.metrics.rules.set(snapshot.ruleset.rules as i64);
@@ -136,6 +177,31 @@ impl Agent {
             revoked,
             "applied"
         );
+        if self.revoke_pending {
+            Synced::Retry
+        } else {
+            Synced::Done
+        }
+    }
+
+    /// Deletes the conntrack entries of established connections `snapshot` denies, when a
+    /// revocation is pending; it stays pending if that fails.
+    fn revoke(&mut self, snapshot: &Snapshot) -> usize {
+        if !self.revoke_pending {
+            return 0;
+        }
+        match conntrack::revoke(&self.runner, &snapshot.program) {
+            Ok(n) => {
+                self.revoke_pending = false;
+                self.metrics.revoked.inc_by(n as u64);
+                n
+            }
+            Err(e) => {
+                self.metrics.error("revoke");
+                tracing::error!("revoking denied connections failed (will retry): {e}");
+                0
+            }
+        }
     }
 
     fn publish(&self, snapshot: Arc<Snapshot>) {
@@ -144,13 +210,23 @@ impl Agent {
         kept.truncate(KEPT_SNAPSHOTS);
     }
 
-    /// Polls the inputs every interval and syncs on change until `stop` is set.
+    /// Polls the inputs every interval and syncs on change until `stop` is set; a sync the
+    /// kernel failed is tried again, sooner on a change of the inputs.
     pub(crate) fn watch(&mut self, stop: &AtomicBool) {
         let mut seen: Option<Fingerprint> = None;
+        let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
+        let mut retry_at: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             let now = self.sources.fingerprint();
-            if seen.as_ref() != Some(&now) {
-                self.sync(now.newest());
+            let retry_due = retry_at.is_some_and(|at| Instant::now() >= at);
+            if seen.as_ref() != Some(&now) || retry_due {
+                match self.sync(now.newest()) {
+                    Synced::Done => {
+                        backoff.reset();
+                        retry_at = None;
+                    }
+                    Synced::Retry => retry_at = Some(Instant::now() + backoff.next_wait()),
+                }
                 seen = Some(now);
             }
             std::thread::sleep(std::time::Duration::from_millis(self.args.poll_interval_ms));
@@ -171,7 +247,7 @@ impl Agent {
     /// `done` is set (the thread then closes the NFLOG socket, freeing the group).
     pub(crate) fn record_flows(
         &self,
-        mut sink: Box<dyn Write + Send>,
+        sink: Box<dyn Write + Send>,
         done: Arc<AtomicBool>,
     ) -> anyhow::Result<std::thread::JoinHandle<()>> {
         let group = self.args.log_group;
@@ -181,16 +257,27 @@ impl Agent {
         let snapshots = self.snapshots.clone();
         let metrics = self.metrics.clone();
         let node = self.args.node.clone();
+        // Records are written in batches and flushed whenever the kernel has no more: one
+        // write per record cost connection rate under bursts.
+        let mut sink = std::io::BufWriter::new(sink);
         Ok(std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
                 let packets = match socket.receive() {
                     Ok(packets) if packets.is_empty() => {
+                        if sink.flush().is_err() {
+                            metrics.error("flow_log");
+                        }
                         std::thread::sleep(std::time::Duration::from_millis(5));
                         continue;
                     }
                     Ok(packets) => packets,
+                    Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOBUFS as i32) => {
+                        // The kernel dropped records faster than we read them; reading goes on.
+                        metrics.flow_log_overruns.inc();
+                        tracing::warn!("NFLOG buffer overrun: some flow records were lost");
+                        continue;
+                    }
                     Err(e) => {
-                        // ENOBUFS: the kernel dropped records faster than we read them.
                         metrics.error("flow_log");
                         tracing::warn!("reading NFLOG: {e}");
                         continue;
@@ -204,14 +291,13 @@ impl Agent {
                     };
                     count(&metrics, &flow);
                     if let Ok(line) = serde_json::to_string(&flow)
-                        && writeln!(sink, "{line}")
-                            .and_then(|()| sink.flush())
-                            .is_err()
+                        && writeln!(sink, "{line}").is_err()
                     {
                         metrics.error("flow_log");
                     }
                 }
             }
+            let _ = sink.flush();
         }))
     }
 }
@@ -225,4 +311,22 @@ fn count(metrics: &Metrics, flow: &FlowRecord) {
             policy: flow.policies.join(","),
         })
         .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_longer_each_time_up_to_the_cap_and_start_over_after_a_success() {
+        let ms = Duration::from_millis;
+        let mut backoff = Backoff::new(ms(100), ms(1000));
+        let waits: Vec<Duration> = (0..6).map(|_| backoff.next_wait()).collect();
+        assert_eq!(
+            waits,
+            [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
+        );
+        backoff.reset();
+        assert_eq!(backoff.next_wait(), ms(100));
+    }
 }

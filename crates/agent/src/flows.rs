@@ -173,11 +173,20 @@ pub struct NflogSocket {
 
 /// Enough of each packet for the IP and transport headers.
 const COPY_RANGE: u32 = 256;
+/// Kernel buffer for verdict records. The default (about 200 KiB) overflows under bursts of
+/// new connections before the reader wakes ("No buffer space available").
+const RECEIVE_BUFFER: usize = 8 << 20;
 
 impl NflogSocket {
     pub fn bind(group: u16) -> std::io::Result<Self> {
         let mut socket = Socket::new(NETLINK_NETFILTER)?;
         socket.bind_auto()?;
+        // FORCE goes past net.core.rmem_max (the agent is root); without the privilege the
+        // plain option gets what rmem_max allows.
+        use nix::sys::socket::{setsockopt, sockopt};
+        if setsockopt(&socket, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
+            setsockopt(&socket, sockopt::RcvBuf, &RECEIVE_BUFFER)?;
+        }
         let mut this = Self {
             socket,
             buffer: vec![0; 1 << 16],

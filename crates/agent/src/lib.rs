@@ -5,7 +5,8 @@
 //! The node's pods come from a pod inventory (see [`inventory`]). The agent polls its inputs
 //! (every `--poll-interval-ms`), compiles the engine's [`palisade_engine::NodeProgram`],
 //! replaces the table in one transaction when it changed, then deletes the conntrack entries
-//! of established connections the new rules deny. On start it adopts the table a previous
+//! of established connections the new rules deny; what the kernel refuses is retried with
+//! backoff (100 ms doubling to 10 s). On start it adopts the table a previous
 //! agent left when it is the same; on exit it leaves the rules in force unless
 //! `--cleanup-on-exit`. Traffic of the node itself to and from its pods is never filtered.
 

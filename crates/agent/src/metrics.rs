@@ -35,6 +35,7 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub revoked: Counter,
     pub generation: Gauge,
+    pub flow_log_overruns: Counter,
 }
 
 impl Default for Metrics {
@@ -49,6 +50,7 @@ impl Default for Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let revoked = Counter::default();
         let generation = Gauge::default();
+        let flow_log_overruns = Counter::default();
         registry.register(
             "policy_verdicts",
             "Verdicts on new connections, from the kernel's log",
@@ -82,6 +84,12 @@ impl Default for Metrics {
              they deny are revoked",
             generation.clone(),
         );
+        registry.register(
+            "flow_log_overruns",
+            "Times the kernel dropped verdict records because its NFLOG buffer was full \
+             (ENOBUFS); flow records were lost each time",
+            flow_log_overruns.clone(),
+        );
         Self {
             registry,
             verdicts,
@@ -92,6 +100,7 @@ impl Default for Metrics {
             errors,
             revoked,
             generation,
+            flow_log_overruns,
         }
     }
 }

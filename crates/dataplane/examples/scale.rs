@@ -1,6 +1,7 @@
 //! Compile + apply time at scale: `cargo run --release -p palisade-dataplane --example scale --
 //! [PODS] [POLICIES]` (root, nft). Every pod is on the one node, the worst case for the table.
-//! The table is loaded into a fresh network namespace, never the machine's own.
+//! The table is loaded into a fresh network namespace, never the machine's own. With
+//! `SCALE_DUMP=FILE` the transaction is also written to FILE (to profile `nft -f FILE`).
 
 use palisade_dataplane::{Netns, Nft, RenderOptions, render};
 use palisade_engine::{
@@ -85,6 +86,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     );
     let rendered = started.elapsed();
+    if let Some(path) = std::env::var_os("SCALE_DUMP") {
+        std::fs::write(path, Nft::transaction(&ruleset))?;
+    }
     let ns = Netns::create("palisade-scale")?;
     let nft = Nft::new(ns.runner());
     let apply_start = Instant::now();

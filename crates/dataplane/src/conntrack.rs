@@ -85,9 +85,17 @@ pub fn delete(runner: &Runner, flow: &Flow) -> Result<(), Error> {
 /// deleted over ctnetlink by their exact tuple, all on one socket: `conntrack -D` dumps the
 /// whole table for every entry it deletes, which took seconds (and more) on a busy node.
 pub fn revoke(runner: &Runner, program: &NodeProgram) -> Result<usize, Error> {
+    // Flows differ by source port mostly (a busy client has thousands): decide each
+    // (protocol, source, destination, port) once, as a decision walks the pod's rules.
+    let mut decided: std::collections::HashMap<(Protocol, IpAddr, IpAddr, u16), bool> =
+        std::collections::HashMap::new();
     let denied: Vec<Flow> = flows(runner)?
         .into_iter()
-        .filter(|f| program.denies(f.src, f.dst, f.protocol, f.dport))
+        .filter(|f| {
+            *decided
+                .entry((f.protocol, f.src, f.dst, f.dport))
+                .or_insert_with(|| program.denies(f.src, f.dst, f.protocol, f.dport))
+        })
         .collect();
     if denied.is_empty() {
         return Ok(0);

@@ -1,10 +1,39 @@
 mod common;
 
 use palisade_dataplane::{LogTag, Nft, RenderOptions, Runner, render};
-use palisade_engine::{Analysis, Direction, NodeProgram};
+use palisade_engine::{Analysis, Cluster, Direction, NodeProgram, PortRef};
 
 fn shop_ruleset(audit: bool) -> (palisade_dataplane::Ruleset, NodeProgram) {
-    let analysis = Analysis::new(common::shop());
+    ruleset_of(common::shop(), audit)
+}
+
+/// The shop with its named ports written as numbers: no rule depends on the destination, so
+/// every chain is one map lookup per family. db also admits web on 6432 and 7432, so its map
+/// has more ports than addresses and leads with the port.
+fn numbered_shop() -> Cluster {
+    let mut cluster = common::shop();
+    let number = |name: &str| match name {
+        "http" => 80,
+        "pg" => 5432,
+        other => panic!("the shop has no port {other}"),
+    };
+    for policy in &mut cluster.policies {
+        for rule in policy.ingress.iter_mut().chain(policy.egress.iter_mut()) {
+            for port in &mut rule.ports {
+                if let Some(PortRef::Named(name)) = &port.port {
+                    port.port = Some(PortRef::Number(number(name)));
+                }
+            }
+            if policy.name == "db" {
+                rule.ports.extend([common::tcp(6432), common::tcp(7432)]);
+            }
+        }
+    }
+    cluster
+}
+
+fn ruleset_of(cluster: Cluster, audit: bool) -> (palisade_dataplane::Ruleset, NodeProgram) {
+    let analysis = Analysis::new(cluster);
     let local: Vec<_> = (0..analysis.cluster().endpoints.len())
         .map(|id| (id, analysis.endpoint(id).ips.clone()))
         .collect();
@@ -20,6 +49,12 @@ fn shop_ruleset(audit: bool) -> (palisade_dataplane::Ruleset, NodeProgram) {
 #[test]
 fn shop_table() {
     let (ruleset, _) = shop_ruleset(false);
+    insta::assert_snapshot!(ruleset.text);
+}
+
+#[test]
+fn numbered_shop_table_has_one_lookup_per_chain_and_family() {
+    let (ruleset, _) = ruleset_of(numbered_shop(), false);
     insta::assert_snapshot!(ruleset.text);
 }
 
@@ -108,8 +143,12 @@ fn nft_accepts_the_rendered_tables() {
     }
     let ns = palisade_dataplane::Netns::create("palisade-t").unwrap();
     let nft = Nft::new(Runner::in_netns(ns.name()));
-    for audit in [false, true] {
-        let (ruleset, _) = shop_ruleset(audit);
+    for (cluster, audit) in [
+        (common::shop(), false),
+        (common::shop(), true),
+        (numbered_shop(), false),
+    ] {
+        let (ruleset, _) = ruleset_of(cluster, audit);
         nft.check(&ruleset)
             .unwrap_or_else(|e| panic!("{e}\n{}", ruleset.text));
     }
