@@ -1,7 +1,7 @@
 //! `diff`: which connections a change of manifests adds and removes, decided by the engine on both
 //! sides, and which object changes are responsible.
 
-use crate::sample::{endpoint_object, merge_adjacent, outside_ranges, subtract};
+use crate::sample::{Allowed, endpoint_object, merge_adjacent, outside_ranges, subtract};
 use palisade_engine::{Analysis, Direction, EndpointId, PortSet, Protocol, Subject};
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
@@ -161,6 +161,7 @@ pub struct Cause {
 /// kind; outside addresses are compared range by range over the ranges of both sides.
 pub fn diff(old: &Analysis, new: &Analysis) -> ConnectivityDiff {
     let matching = Matching::new(old, new);
+    let (old_allowed, new_allowed) = (Allowed::new(old), Allowed::new(new));
     let causes = Causes::new(old, new, &matching);
     let mut out = ConnectivityDiff {
         policy_changes: causes.policies.iter().map(|p| p.change.clone()).collect(),
@@ -199,8 +200,8 @@ pub fn diff(old: &Analysis, new: &Analysis) -> ConnectivityDiff {
                 // A one-member group has no pair of distinct members.
                 (true, None) => continue,
             };
-            let before = old.allowed_ports(matching.old_subject(x), matching.old_subject(y));
-            let after = new.allowed_ports(matching.new_subject(x), matching.new_subject(y));
+            let before = old_allowed.ports(matching.old_subject(x), matching.old_subject(y));
+            let after = new_allowed.ports(matching.new_subject(x), matching.new_subject(y));
             if before == after {
                 continue;
             }
@@ -220,8 +221,8 @@ pub fn diff(old: &Analysis, new: &Analysis) -> ConnectivityDiff {
     }
     // A member with itself: loopback depends on replicas, which classes do not capture.
     for m in 0..matching.pairs.len() {
-        let before = old.allowed_ports(matching.old_subject(m), matching.old_subject(m));
-        let after = new.allowed_ports(matching.new_subject(m), matching.new_subject(m));
+        let before = old_allowed.ports(matching.old_subject(m), matching.old_subject(m));
+        let after = new_allowed.ports(matching.new_subject(m), matching.new_subject(m));
         if before != after {
             record(
                 matching.party(m),
@@ -242,13 +243,16 @@ pub fn diff(old: &Analysis, new: &Analysis) -> ConnectivityDiff {
                 .iter()
                 .map(|range| {
                     let outside = Subject::External(range.first);
-                    let ports = |analysis: &Analysis, me: Subject| match direction {
-                        Direction::Egress => analysis.allowed_ports(me, outside),
-                        Direction::Ingress => analysis.allowed_ports(outside, me),
+                    let ports = |allowed: &Allowed<'_>, me: Subject| {
+                        match direction {
+                            Direction::Egress => allowed.ports(me, outside),
+                            Direction::Ingress => allowed.ports(outside, me),
+                        }
+                        .into_owned()
                     };
                     let key = (
-                        ports(old, matching.old_subject(rep)),
-                        ports(new, matching.new_subject(rep)),
+                        ports(&old_allowed, matching.old_subject(rep)),
+                        ports(&new_allowed, matching.new_subject(rep)),
                     );
                     (range.clone(), key)
                 })

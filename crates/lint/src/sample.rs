@@ -3,11 +3,49 @@
 //! classes that no policy can tell apart.
 
 use palisade_engine::{
-    Analysis, Endpoint, EndpointId, EndpointKind, ExternalRange, PortSet, Protocol, ip_to_u128,
-    u128_to_ip,
+    Analysis, ClassId, Cluster, Connectivity, Endpoint, EndpointId, EndpointKind, ExternalRange,
+    Node, Peer, PolicyId, PortSet, Protocol, Subject, ip_to_u128, u128_to_ip,
 };
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+
+/// [`Analysis::allowed_ports`] for many pairs at once: answered from the engine's whole-cluster
+/// tables, which cost one build and then a lookup per pair, instead of evaluating every rule
+/// of both sides for every pair.
+pub struct Allowed<'a> {
+    analysis: &'a Analysis,
+    connectivity: Connectivity,
+}
+
+impl<'a> Allowed<'a> {
+    pub fn new(analysis: &'a Analysis) -> Self {
+        Self {
+            analysis,
+            connectivity: analysis.connectivity(),
+        }
+    }
+
+    /// Exactly what `allowed_ports(src, dst)` answers.
+    pub fn ports(&self, src: Subject, dst: Subject) -> Cow<'_, PortSet> {
+        // The tables know classes, not endpoints: a pod with itself is loopback only here.
+        if self.analysis.is_loopback(src, dst) {
+            return Cow::Owned(PortSet::all());
+        }
+        match (self.node(src), self.node(dst)) {
+            (Some(src), Some(dst)) => Cow::Borrowed(self.connectivity.allowed(src, dst)),
+            // An address of a family no ipBlock mentions has no node: ask the pair itself.
+            _ => Cow::Owned(self.analysis.allowed_ports(src, dst)),
+        }
+    }
+
+    fn node(&self, subject: Subject) -> Option<Node> {
+        match subject {
+            Subject::Endpoint(e) => Some(Node::Class(self.analysis.class_of(e))),
+            Subject::External(ip) => self.connectivity.external_node(ip),
+        }
+    }
+}
 
 /// The coarsest split of outside address space that every given analysis treats range by range
 /// alike. IPv4 is always covered (without ipBlocks all of it behaves as one range); IPv6 only
@@ -66,6 +104,54 @@ pub fn merge_adjacent<K: PartialEq>(items: Vec<(ExternalRange, K)>) -> Vec<(Exte
     out
 }
 
+/// The classes of an analysis, with one member of each compiled on its own: selector questions
+/// asked there scan classes instead of endpoints, and every member of a class answers alike.
+pub struct Classes {
+    /// Indexed by class id.
+    pub members: Vec<Vec<EndpointId>>,
+    /// Endpoint `i` stands for class `i`.
+    representatives: Analysis,
+}
+
+impl Classes {
+    pub fn new(analysis: &Analysis) -> Self {
+        let members = class_members(analysis);
+        let cluster = analysis.cluster();
+        let representatives = Analysis::new(Cluster {
+            namespaces: cluster.namespaces.clone(),
+            endpoints: members
+                .iter()
+                .map(|m| cluster.endpoints[m[0]].clone())
+                .collect(),
+            policies: cluster.policies.clone(),
+        });
+        Self {
+            members,
+            representatives,
+        }
+    }
+
+    /// The classes whose endpoints `Analysis::selected_endpoints` lists.
+    pub fn selected(&self, policy: PolicyId) -> Vec<ClassId> {
+        self.representatives.selected_endpoints(policy)
+    }
+
+    /// The classes whose endpoints `Analysis::peer_endpoints` lists.
+    pub fn peer(&self, policy: PolicyId, peer: &Peer) -> Vec<ClassId> {
+        self.representatives.peer_endpoints(policy, peer)
+    }
+
+    /// The endpoints of `classes`, ascending.
+    pub fn endpoints(&self, classes: &[ClassId]) -> Vec<EndpointId> {
+        let mut out: Vec<EndpointId> = classes
+            .iter()
+            .flat_map(|&c| self.members[c].iter().copied())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}
+
 /// Members of every endpoint class, indexed by class id: one member answers for all.
 pub fn class_members(analysis: &Analysis) -> Vec<Vec<EndpointId>> {
     let mut members = vec![Vec::new(); analysis.class_count()];
@@ -77,19 +163,17 @@ pub fn class_members(analysis: &Analysis) -> Vec<Vec<EndpointId>> {
 
 /// Endpoint pairs that stand for every pair between the two classes: one pair for distinct
 /// classes; within a class, a member with itself (loopback or another replica) and with another
-/// member.
-pub fn representative_pairs(a: &[EndpointId], b: &[EndpointId]) -> Vec<(EndpointId, EndpointId)> {
-    match (a.first(), b.first()) {
-        (Some(&x), Some(&y)) if x != y => vec![(x, y)],
-        (Some(&x), Some(_)) => {
-            let mut pairs = vec![(x, x)];
-            if let Some(&other) = a.get(1) {
-                pairs.push((x, other));
-            }
-            pairs
-        }
-        _ => Vec::new(),
-    }
+/// member. An iterator, not a list: callers ask this for millions of class pairs.
+pub fn representative_pairs(
+    a: &[EndpointId],
+    b: &[EndpointId],
+) -> impl Iterator<Item = (EndpointId, EndpointId)> {
+    let pairs = match (a.first(), b.first()) {
+        (Some(&x), Some(&y)) if x != y => [Some((x, y)), None],
+        (Some(&x), Some(_)) => [Some((x, x)), a.get(1).map(|&other| (x, other))],
+        _ => [None, None],
+    };
+    pairs.into_iter().flatten()
 }
 
 /// `a` without the ports of `b`.
@@ -129,6 +213,7 @@ pub fn endpoint_object(endpoint: &Endpoint) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testgen::arb_cluster;
     use proptest::prelude::*;
 
     fn arb_set() -> impl Strategy<Value = PortSet> {
@@ -142,6 +227,29 @@ mod tests {
     }
 
     proptest! {
+        /// The tables must answer every pair as the pairwise evaluation does: endpoints with
+        /// themselves, with siblings, and with every outside range (including IPv6, which the
+        /// generated ipBlocks never mention).
+        #[test]
+        fn tabulated_ports_agree_with_pairwise(cluster in arb_cluster()) {
+            let analysis = Analysis::new(cluster);
+            let allowed = Allowed::new(&analysis);
+            let mut subjects: Vec<Subject> =
+                (0..analysis.cluster().endpoints.len()).map(Subject::Endpoint).collect();
+            subjects.extend(outside_ranges(&[&analysis]).iter().map(|r| Subject::External(r.first)));
+            subjects.push(Subject::External("2001:db8::1".parse().unwrap()));
+            for &src in &subjects {
+                for &dst in &subjects {
+                    let tabulated = allowed.ports(src, dst).into_owned();
+                    prop_assert_eq!(
+                        tabulated,
+                        analysis.allowed_ports(src, dst),
+                        "{:?} -> {:?}", src, dst
+                    );
+                }
+            }
+        }
+
         #[test]
         fn subtract_agrees_with_membership(a in arb_set(), b in arb_set(), port in 1u16..230, p in 0usize..3) {
             let proto = Protocol::ALL[p];
