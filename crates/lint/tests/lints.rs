@@ -246,3 +246,26 @@ fn findings_point_at_the_policy_in_its_file() {
         .unwrap();
     assert_eq!(location.line, separator + 1);
 }
+
+/// A rule half-open towards a big namespace lists a readable number of paths and counts the rest.
+#[test]
+fn half_open_paths_are_listed_up_to_a_limit_and_counted() {
+    let mut manifests = String::new();
+    for i in 0..40 {
+        manifests.push_str(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: s{i}, namespace: back, labels: {{app: s{i}, tier: db}}}}\nspec: {{containers: [{{name: c, image: i, ports: [{{containerPort: 80}}]}}]}}\n---\n"
+        ));
+    }
+    manifests.push_str(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: client, namespace: front, labels: {app: client}}\nspec: {containers: [{name: c, image: i}]}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-in, namespace: back}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: out, namespace: front}\n\
+         spec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: back}}, podSelector: {matchLabels: {tier: db}}}]\n    ports: [{port: 80}]\n",
+    );
+    let findings = lint(&load_str("big.yaml", &manifests, &LoadOptions::default()));
+    let half_open = of(&findings, LintId::HalfOpenPath);
+    assert_eq!(half_open.len(), 1, "{}", summary(&findings));
+    let details = &half_open[0].details;
+    assert_eq!(details.len(), 26, "{details:#?}");
+    assert_eq!(details[25], "… and 15 more paths of this rule");
+}

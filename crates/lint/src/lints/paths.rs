@@ -183,6 +183,9 @@ fn names_specific_pods(peer: &Peer) -> bool {
     matches!(peer, Peer::Pods { pods, .. } if !pods.selects_everything())
 }
 
+/// Paths listed per finding; a big namespace can have millions, which no reader wants.
+const LISTED_PATHS: usize = 25;
+
 fn half_open_finding(
     ctx: &Ctx<'_>,
     text: &mut PathText,
@@ -197,20 +200,23 @@ fn half_open_finding(
     let far = opposite(direction);
     let mut blockers = BTreeSet::new();
     let mut seen_far = FxHashSet::default();
-    let details: Vec<String> = paths
-        .iter()
-        .map(|p| {
-            let far_endpoint = match direction {
-                Direction::Egress => p.dst,
-                Direction::Ingress => p.src,
-            };
-            text.remember_alike(ctx, p.src, p.alike.0);
-            text.remember_alike(ctx, p.dst, p.alike.1);
-            text.remember_far(analysis, far_endpoint, far);
-            let (why, isolating) = &text.far[&(far_endpoint, far)];
-            if seen_far.insert(far_endpoint) {
-                blockers.extend(isolating.iter().copied());
-            }
+    let mut details: Vec<String> = Vec::new();
+    for (i, p) in paths.iter().enumerate() {
+        let far_endpoint = match direction {
+            Direction::Egress => p.dst,
+            Direction::Ingress => p.src,
+        };
+        text.remember_far(analysis, far_endpoint, far);
+        if seen_far.insert(far_endpoint) {
+            blockers.extend(text.far[&(far_endpoint, far)].1.iter().copied());
+        }
+        if i >= LISTED_PATHS {
+            continue;
+        }
+        text.remember_alike(ctx, p.src, p.alike.0);
+        text.remember_alike(ctx, p.dst, p.alike.1);
+        let why = &text.far[&(far_endpoint, far)].0;
+        details.push(
             [
                 text.alike[&(p.src, p.alike.0)].as_str(),
                 " -> ",
@@ -220,9 +226,15 @@ fn half_open_finding(
                 ": ",
                 why,
             ]
-            .concat()
-        })
-        .collect();
+            .concat(),
+        );
+    }
+    if paths.len() > LISTED_PATHS {
+        details.push(format!(
+            "… and {} more paths of this rule",
+            paths.len() - LISTED_PATHS
+        ));
+    }
     let (message, fix) = match direction {
         Direction::Egress => (
             format!(
