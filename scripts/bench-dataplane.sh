@@ -12,9 +12,10 @@
 #   (b) rule compile + apply at 10k pods / 1k policies (the `scale` example);
 #   (c) time from a policy change on disk to the client observing the new verdict.
 #
-# The N-policy case is the worst case for the table: every policy isolates the server pods
-# (one chain), each admits x/a on its own port (10000+j), and the policy admitting the
-# measured port comes last, so every new connection walks all N rules.
+# The N-policy case: every policy isolates the server pods (one chain), each admits x/a on its
+# own port (10000+j), and the policy admitting the measured port comes last (what a rule walk
+# would make the slowest; the agent renders the chain as one set lookup, and flow records name
+# the deciding rule by a binary search in the agent). In (c) the agent reloads all N policies.
 #
 # All traffic stays inside the lab's own network namespaces (the lab has no link to the
 # machine). Every step is bounded by `timeout`; the lab and the scratch directory are removed

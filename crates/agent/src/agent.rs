@@ -3,8 +3,8 @@
 use crate::AgentArgs;
 use crate::flows::{FlowRecord, NflogSocket, record};
 use crate::metrics::{Metrics, VerdictLabels};
-use crate::state::{Fingerprint, Snapshot, Sources};
-use palisade_dataplane::{Nft, RenderOptions, Runner, conntrack};
+use crate::state::{ChangeWaiter, Fingerprint, Snapshot, Sources};
+use palisade_dataplane::{Nft, RenderOptions, Runner, conntrack, render};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -121,13 +121,8 @@ impl Agent {
         };
         if self.applied.is_some() && snapshot.ruleset.digest == digest {
             // Same rules as in force: keep them, and explain records with this generation.
-            let snapshot = match self.sources.compile(options(generation)) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!("{e:#}");
-                    return Synced::Done;
-                }
-            };
+            let ruleset = render(&snapshot.analysis, &snapshot.program, options(generation));
+            let snapshot = Snapshot::new(snapshot.analysis, snapshot.program, ruleset);
             tracing::info!(generation, "rules in force are up to date");
             let snapshot = Arc::new(snapshot);
             self.publish(snapshot.clone());
@@ -144,6 +139,7 @@ impl Agent {
         // Published before it is applied: the kernel logs with the new generation at once.
         let snapshot = Arc::new(snapshot);
         self.publish(snapshot.clone());
+        let apply_started = Instant::now();
         if let Err(e) = self.nft.apply(&snapshot.ruleset) {
             self.metrics.error("apply");
             tracing::error!(
@@ -154,8 +150,11 @@ impl Agent {
         }
         self.applied = Some((snapshot.ruleset.generation, snapshot.ruleset.digest));
         let applied_at = SystemTime::now();
+        let apply_took = apply_started.elapsed();
         self.revoke_pending = !self.args.audit;
+        let revoke_started = Instant::now();
         let revoked = self.revoke(&snapshot);
+        let revoke_took = revoke_started.elapsed();
         let took = started.elapsed();
         self.metrics.sync_seconds.observe(took.as_secs_f64());
         self.metrics.rules.set(snapshot.ruleset.rules as i64);
@@ -173,6 +172,8 @@ impl Agent {
             rules = snapshot.ruleset.rules,
             set_elements = snapshot.ruleset.set_elements,
             sync_ms = took.as_secs_f64() * 1e3,
+            apply_ms = apply_took.as_secs_f64() * 1e3,
+            revoke_ms = revoke_took.as_secs_f64() * 1e3,
             change_to_applied_ms = change_to_applied.map(|d| d.as_secs_f64() * 1e3),
             revoked,
             "applied"
@@ -216,6 +217,7 @@ impl Agent {
         let mut seen: Option<Fingerprint> = None;
         let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
         let mut retry_at: Option<Instant> = None;
+        let waiter = ChangeWaiter::new(&self.sources);
         while !stop.load(Ordering::Relaxed) {
             let now = self.sources.fingerprint();
             let retry_due = retry_at.is_some_and(|at| Instant::now() >= at);
@@ -229,7 +231,10 @@ impl Agent {
                 }
                 seen = Some(now);
             }
-            std::thread::sleep(std::time::Duration::from_millis(self.args.poll_interval_ms));
+            waiter.wait(
+                &self.sources,
+                Duration::from_millis(self.args.poll_interval_ms),
+            );
         }
     }
 

@@ -10,7 +10,7 @@ use netlink_packet_netfilter::nflog::{
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
 use netlink_sys::{Socket, constants::NETLINK_NETFILTER};
 use palisade_dataplane::LogTag;
-use palisade_engine::{Direction, Subject};
+use palisade_engine::{Direction, Protocol, Subject};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -87,6 +87,12 @@ pub fn record(
             .map(|&p| analysis.policy(p).qualified_name())
             .collect()
     };
+    let admitted = |rule: usize| {
+        let rule = program.rules.get(rule)?;
+        let name = analysis.policy(rule.policy).qualified_name();
+        let by = format!("{name} {} rule {}", rule.direction, rule.index);
+        Some((rule.direction, Verdict::Forwarded, vec![name], by))
+    };
     let (direction, verdict, policies, decided_by) = match tag {
         LogTag::Open(direction) => (
             direction,
@@ -94,11 +100,17 @@ pub fn record(
             Vec::new(),
             "not isolated".to_string(),
         ),
-        LogTag::Admitted(rule) => {
-            let rule = program.rules.get(rule)?;
-            let name = analysis.policy(rule.policy).qualified_name();
-            let by = format!("{name} {} rule {}", rule.direction, rule.index);
-            (rule.direction, Verdict::Forwarded, vec![name], by)
+        LogTag::Admitted(rule) => admitted(rule)?,
+        LogTag::AdmittedIn(chain) => {
+            // The chain's set holds what its rules admit; the rule that decided is the first
+            // of them that admits this packet, as the set was rendered.
+            let direction = program.chains.get(chain)?.direction;
+            let peer = match direction {
+                Direction::Ingress => src,
+                Direction::Egress => dst,
+            };
+            let protocol = Protocol::ALL.into_iter().find(|p| p.as_str() == protocol)?;
+            admitted(snapshot.chain_index(chain)?.rule(peer, protocol, dport)?)?
         }
         LogTag::Denied(chain) | LogTag::Audit(chain) => {
             let chain = program.chains.get(chain)?;
@@ -305,5 +317,111 @@ mod tests {
         let mut icmp = v4.clone();
         icmp[9] = 1;
         assert_eq!(parse_packet(&icmp), None);
+    }
+
+    /// An IPv4 TCP SYN header from `src` to `dst:port`.
+    fn tcp_packet(src: &str, dst: &str, port: u16) -> Vec<u8> {
+        let mut packet = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
+        packet.extend(src.parse::<std::net::Ipv4Addr>().unwrap().octets());
+        packet.extend(dst.parse::<std::net::Ipv4Addr>().unwrap().octets());
+        packet.extend([0x9c, 0x40]);
+        packet.extend(port.to_be_bytes());
+        packet.extend([0; 16]);
+        packet
+    }
+
+    /// A chain's set logs admissions as the chain's: the record names the first rule of the
+    /// chain that admits the packet, as the rules are written.
+    #[test]
+    fn admissions_by_a_chain_set_name_the_first_rule_that_admits() {
+        use palisade_dataplane::{RenderOptions, render};
+        use palisade_engine::{
+            Analysis, Cluster, Endpoint, IpBlock, LabelSelector, Labels, NamespaceScope,
+            NetworkPolicy, NodeProgram, Peer, PolicyTypes, PortRef, PortRule, Rule,
+        };
+        let labels = |app: &str| Labels::from([("app".to_string(), app.to_string())]);
+        let mut cluster = Cluster::default();
+        for (namespace, name, ip) in [
+            ("shop", "web", "10.1.0.1"),
+            ("ops", "probe", "10.2.0.1"),
+            ("ops", "other", "10.2.0.2"),
+        ] {
+            let mut pod = Endpoint::pod(namespace, name, labels(name));
+            pod.ips = vec![ip.parse().unwrap()];
+            cluster.endpoints.push(pod);
+        }
+        let tcp = |from: u16, to: u16| PortRule {
+            protocol: Protocol::Tcp,
+            port: Some(PortRef::Number(from)),
+            end_port: (to != from).then_some(to),
+        };
+        cluster.policies.push(NetworkPolicy {
+            namespace: "shop".to_string(),
+            name: "web".to_string(),
+            pod_selector: LabelSelector::with_labels([("app".to_string(), "web".to_string())]),
+            policy_types: PolicyTypes {
+                ingress: true,
+                egress: false,
+            },
+            ingress: vec![
+                Rule {
+                    peers: vec![Peer::Pods {
+                        namespaces: NamespaceScope::Selected(LabelSelector::everything()),
+                        pods: LabelSelector::with_labels([(
+                            "app".to_string(),
+                            "probe".to_string(),
+                        )]),
+                    }],
+                    ports: vec![tcp(80, 80)],
+                },
+                Rule {
+                    peers: vec![Peer::IpBlock(IpBlock {
+                        cidr: "10.2.0.0/24".parse().unwrap(),
+                        except: vec![],
+                    })],
+                    ports: vec![tcp(80, 81)],
+                },
+            ],
+            egress: vec![],
+        });
+        let analysis = Analysis::new(cluster);
+        let program = NodeProgram::compile(&analysis, &[(0, analysis.endpoint(0).ips.clone())]);
+        let ruleset = render(
+            &analysis,
+            &program,
+            RenderOptions {
+                generation: 1,
+                audit: false,
+                log_group: 100,
+            },
+        );
+        assert!(ruleset.text.contains("\"pal 1 k0\""), "{}", ruleset.text);
+        let snapshots = [std::sync::Arc::new(Snapshot::new(
+            analysis, program, ruleset,
+        ))];
+        for (src, port, expected) in [
+            ("10.2.0.1", 80, Some("shop/web ingress rule 0")),
+            ("10.2.0.2", 80, Some("shop/web ingress rule 1")),
+            ("10.2.0.1", 81, Some("shop/web ingress rule 1")),
+            // The set would not have admitted it: no admission to explain.
+            ("10.2.0.2", 82, None),
+        ] {
+            let packet = LoggedPacket {
+                prefix: LogTag::AdmittedIn(0).prefix(1),
+                payload: tcp_packet(src, "10.1.0.1", port),
+            };
+            let found = record(&packet, &snapshots, "n0");
+            assert_eq!(
+                found.as_ref().map(|r| r.decided_by.as_str()),
+                expected,
+                "{src} -> :{port}"
+            );
+            if let Some(found) = found {
+                assert_eq!(
+                    (found.direction.as_str(), found.verdict, found.policies),
+                    ("INGRESS", Verdict::Forwarded, vec!["shop/web".to_string()])
+                );
+            }
+        }
     }
 }

@@ -31,11 +31,7 @@ fn snapshot(audit: bool) -> Snapshot {
             log_group: GROUP,
         },
     );
-    Snapshot {
-        analysis,
-        program,
-        ruleset,
-    }
+    Snapshot::new(analysis, program, ruleset)
 }
 
 /// Loads the table, makes the connections, and returns the records of what the kernel logged.

@@ -5,9 +5,11 @@
 //! packets first, so only new connections are evaluated and replies need no rule; it then
 //! looks up the source address in `egress_pods4/6` and the destination address in
 //! `ingress_pods4/6`, verdict maps from a local pod's address to the chain of its isolation
-//! signature (`cN`) or to `open_egress`/`open_ingress`. A signature chain returns on the first
-//! admitting policy rule (address and port sets per rule) and drops otherwise. Every verdict is
-//! logged to NFLOG with a prefix [`LogTag`] maps back to the rule. Only the `forward` hook is
+//! signature (`cN`) or to `open_egress`/`open_ingress`. A signature chain returns when one
+//! set lookup (peer address . protocol . port) finds what its rules admit, or, with a named
+//! port among them, on the first admitting rule; it drops otherwise. Every verdict is logged to
+//! NFLOG with a prefix [`LogTag`] maps back to the rule (for a set, with [`ChainIndex`]). Only
+//! the `forward` hook is
 //! used: traffic between the node itself and its pods (input/output) is never filtered, as
 //! upstream NetworkPolicy always allows node traffic.
 
@@ -18,4 +20,4 @@ mod render;
 
 pub use netns::{Netns, can_run_root_tests};
 pub use nft::{Error, Nft, Runner, TableState};
-pub use render::{LogTag, RenderOptions, Ruleset, TABLE, render};
+pub use render::{ChainIndex, LogTag, RenderOptions, Ruleset, TABLE, render};

@@ -4,8 +4,9 @@ use palisade_engine::{
     Analysis, ChainId, Direction, IpRange, Isolation, NodeProgram, PortMatch, PortSet, Protocol,
     RuleId,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
+use std::net::IpAddr;
 
 /// The table every node agent owns; nothing else in it is anyone else's.
 pub const TABLE: &str = "palisade";
@@ -38,6 +39,9 @@ pub enum LogTag {
     /// The side is not isolated: every connection is admitted.
     Open(Direction),
     Admitted(RuleId),
+    /// Admitted by the set of a chain: the rule is the first of the chain that admits the
+    /// packet ([`ChainIndex`] names it, from the same program the set was rendered from).
+    AdmittedIn(ChainId),
     Denied(ChainId),
     /// Would be denied, accepted because the agent audits.
     Audit(ChainId),
@@ -50,6 +54,7 @@ impl LogTag {
             LogTag::Open(Direction::Egress) => "oe".to_string(),
             LogTag::Open(Direction::Ingress) => "oi".to_string(),
             LogTag::Admitted(rule) => format!("a{rule}"),
+            LogTag::AdmittedIn(chain) => format!("k{chain}"),
             LogTag::Denied(chain) => format!("d{chain}"),
             LogTag::Audit(chain) => format!("u{chain}"),
         };
@@ -69,6 +74,7 @@ impl LogTag {
             ("o", "e") => LogTag::Open(Direction::Egress),
             ("o", "i") => LogTag::Open(Direction::Ingress),
             ("a", n) => LogTag::Admitted(n.parse().ok()?),
+            ("k", n) => LogTag::AdmittedIn(n.parse().ok()?),
             ("d", n) => LogTag::Denied(n.parse().ok()?),
             ("u", n) => LogTag::Audit(n.parse().ok()?),
             _ => return None,
@@ -81,20 +87,20 @@ impl LogTag {
 /// one the program was compiled from.
 pub fn render(analysis: &Analysis, program: &NodeProgram, options: RenderOptions) -> Ruleset {
     let body = Renderer::new(analysis, program, options).table();
-    let digest_body = if options.generation == 0 {
-        body.clone()
+    // The digest is that of the table at generation 0. Only log prefixes hold the generation,
+    // and `log prefix "` cannot occur elsewhere (comments hold no quotes): rewriting them is
+    // the same as rendering again, at a fraction of the cost.
+    let digest = if options.generation == 0 {
+        fnv1a(body.as_bytes())
     } else {
-        Renderer::new(
-            analysis,
-            program,
-            RenderOptions {
-                generation: 0,
-                ..options
-            },
+        fnv1a(
+            body.replace(
+                &format!("log prefix \"pal {} ", options.generation),
+                "log prefix \"pal 0 ",
+            )
+            .as_bytes(),
         )
-        .table()
     };
-    let digest = fnv1a(digest_body.as_bytes());
     let (rules, set_elements) = count(&body);
     // The comment lets a restarted agent recognise its own table (see `Nft::current`).
     let text = body.replacen(
@@ -121,8 +127,6 @@ struct Renderer<'a> {
     sets: String,
     chains: String,
     declared: HashMap<(String, Vec<String>), String>,
-    /// Rules that have their own chain (`a<rule>`), the target of chain maps.
-    rule_chains: HashSet<RuleId>,
 }
 
 #[derive(Clone, Copy)]
@@ -157,7 +161,6 @@ impl<'a> Renderer<'a> {
             sets: String::new(),
             chains: String::new(),
             declared: HashMap::new(),
-            rule_chains: HashSet::new(),
         }
     }
 
@@ -199,9 +202,16 @@ impl<'a> Renderer<'a> {
                     }
                 }
                 let name = pod_map(direction, family);
+                // With its size known the kernel allocates the hash once (a fixed-size one):
+                // growing it while 10k elements go in was a tenth of the load time.
+                let size = if elements.is_empty() {
+                    String::new()
+                } else {
+                    format!("\t\tsize {}\n", elements.len())
+                };
                 let _ = writeln!(
                     self.sets,
-                    "\tmap {name} {{\n\t\ttype {} : verdict\n{}\t}}",
+                    "\tmap {name} {{\n\t\ttype {} : verdict\n{size}{}\t}}",
                     family.addr_type,
                     elements_line(&elements)
                 );
@@ -276,59 +286,40 @@ impl<'a> Renderer<'a> {
         );
     }
 
-    /// A chain's rules as one lookup per family instead of a walk: a verdict map from peer
-    /// address . protocol . port to the chain of the first rule that admits it. A new
-    /// connection then costs one lookup however many rules the chain has (walking 10k rules
-    /// of two set lookups each cut the connection rate 50-fold).
+    /// A chain's rules as one lookup per family instead of a walk: a set of the peer address
+    /// . protocol . port the chain's rules admit. A new connection then costs one lookup
+    /// however many rules the chain has (walking 10k rules of two set lookups each cut the
+    /// connection rate 50-fold). The admission is logged as the chain's ([`LogTag::AdmittedIn`]);
+    /// which rule admitted is named when the record is read, so the set needs no rule per
+    /// element and neighbouring ports or addresses of different rules are one element (and no
+    /// chain per rule: 10k rules on 10k ports loaded 10k chains and 10k elements).
     fn chain_maps(&mut self, id: ChainId) -> Vec<String> {
         let chain = &self.program.chains[id];
         let peer_addr = match chain.direction {
             Direction::Ingress => "saddr",
             Direction::Egress => "daddr",
         };
+        let verdict = format!("{} return", self.log(LogTag::AdmittedIn(id)));
+        let index = ChainIndex::new(self.program, id);
         let mut lines = Vec::new();
-        for family in FAMILIES {
-            let whole = if family.v4 {
-                (0, u128::from(u32::MAX))
-            } else {
-                (0, u128::MAX)
-            };
-            let rules: Vec<(RuleId, Vec<(u128, u128)>)> = chain
-                .rules
-                .iter()
-                .map(|&r| {
-                    let ranges = match &self.program.rules[r].peers {
-                        None => vec![whole],
-                        Some(peers) => in_family(peers.iter(), family)
-                            .map(|r| (ip_value(r.first), ip_value(r.last)))
-                            .collect(),
-                    };
-                    (r, ranges)
-                })
-                .filter(|(_, ranges)| !ranges.is_empty())
-                .collect();
-            let table = first_rules(&rules, |r| self.port_keys(r));
+        for (family, table) in FAMILIES.into_iter().zip(index.tables) {
+            let table = admitted(table);
             let mut entries = Vec::new();
-            let mut used = BTreeSet::new();
             let mut port_pieces = BTreeSet::new();
             for (first, last, ports) in &table {
                 let addr = IpRange {
                     first: value_ip(*first, family.v4),
                     last: value_ip(*last, family.v4),
                 };
-                for &(lo, hi, rule) in ports {
-                    used.insert(rule);
+                for &(lo, hi) in ports {
                     port_pieces.insert((lo, hi));
                     for (protocol, port) in port_key_elements(lo, hi) {
-                        entries.push((addr, protocol, port, rule));
+                        entries.push((addr, protocol, port));
                     }
                 }
             }
             if entries.is_empty() {
                 continue;
-            }
-            for rule in used {
-                self.rule_chain(rule);
             }
             // The kernel's lookup (pipapo) costs about one step per element that matches the
             // leading field: lead with the field that tells more elements apart (10k rules
@@ -336,11 +327,11 @@ impl<'a> Renderer<'a> {
             let ports_first = port_pieces.len() > table.len();
             let elements: Vec<String> = entries
                 .iter()
-                .map(|(addr, protocol, port, rule)| {
+                .map(|(addr, protocol, port)| {
                     if ports_first {
-                        format!("{port} . {protocol} . {addr} : goto a{rule}")
+                        format!("{port} . {protocol} . {addr}")
                     } else {
-                        format!("{addr} . {protocol} . {port} : goto a{rule}")
+                        format!("{addr} . {protocol} . {port}")
                     }
                 })
                 .collect();
@@ -355,54 +346,10 @@ impl<'a> Renderer<'a> {
                     format!("{} {peer_addr} . meta l4proto . th dport", family.keyword),
                 )
             };
-            let name = format!("c{id}_{}", family.suffix);
-            let _ = writeln!(
-                self.sets,
-                "\tmap {name} {{\n\t\ttype {kind} : verdict\n\t\tflags interval\n{}\t}}",
-                elements_line(&elements)
-            );
-            lines.push(format!("{key} vmap @{name}"));
+            let name = self.set(format!("c{id}_{}", family.suffix), &kind, elements);
+            lines.push(format!("{key} @{name} {verdict}"));
         }
         lines
-    }
-
-    /// `(protocol, port)` keys a rule admits: protocol index × 65536 + port.
-    fn port_keys(&self, rule: RuleId) -> Vec<(u128, u128)> {
-        let key = |i: usize, port: u16| (i as u128) << 16 | u128::from(port);
-        Protocol::ALL
-            .iter()
-            .enumerate()
-            .flat_map(|(i, &protocol)| match &self.program.rules[rule].ports {
-                // Any port, port 0 included, as a rule without a port match admits.
-                PortMatch::Any => vec![(key(i, 0), key(i, u16::MAX))],
-                PortMatch::Uniform(ports) => ports
-                    .ranges(protocol)
-                    .iter()
-                    .map(|&(lo, hi)| (key(i, lo), key(i, hi)))
-                    .collect(),
-                PortMatch::PerDestination(_) => Vec::new(),
-            })
-            .collect()
-    }
-
-    /// The chain a map element of `rule` jumps to: logs the admission and returns from the
-    /// pod's chain (entered by `goto`) to the forward chain.
-    fn rule_chain(&mut self, id: RuleId) {
-        if !self.rule_chains.insert(id) {
-            return;
-        }
-        let rule = &self.program.rules[id];
-        let comment = quote(&format!(
-            "{} {} rule {}",
-            self.analysis.policy(rule.policy).qualified_name(),
-            rule.direction,
-            rule.index
-        ));
-        let _ = writeln!(
-            self.chains,
-            "\tchain a{id} {{\n\t\tcomment {comment}\n\t\t{} return\n\t}}",
-            self.log(LogTag::Admitted(id))
-        );
     }
 
     /// The nft rules of one compiled policy rule: one per address family it has addresses in.
@@ -506,6 +453,84 @@ impl<'a> Renderer<'a> {
             self.options.log_group
         )
     }
+}
+
+/// Which rule of a chain admits a connection, as the chain's set is rendered: the first rule,
+/// in chain order, whose peers and ports hold it. Flow records of [`LogTag::AdmittedIn`] are
+/// explained with it in a binary search, not a walk of the chain's rules (10k rules walked
+/// per record took the agent's CPU from the connections it logs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainIndex {
+    /// Per family (IPv4, IPv6, as [`FAMILIES`]): disjoint, sorted address ranges with their
+    /// port pieces.
+    tables: [Vec<(u128, u128, PortPieces)>; 2],
+}
+
+impl ChainIndex {
+    /// Only rules with uniform ports take part (a chain with a per-destination rule is
+    /// rendered rule by rule, each logging under its own id).
+    pub fn new(program: &NodeProgram, chain: ChainId) -> Self {
+        let tables = FAMILIES.map(|family| {
+            let whole = if family.v4 {
+                (0, u128::from(u32::MAX))
+            } else {
+                (0, u128::MAX)
+            };
+            let rules: Vec<(RuleId, Vec<(u128, u128)>)> = program.chains[chain]
+                .rules
+                .iter()
+                .map(|&r| {
+                    let ranges = match &program.rules[r].peers {
+                        None => vec![whole],
+                        Some(peers) => in_family(peers.iter(), family)
+                            .map(|r| (ip_value(r.first), ip_value(r.last)))
+                            .collect(),
+                    };
+                    (r, ranges)
+                })
+                .filter(|(_, ranges)| !ranges.is_empty())
+                .collect();
+            first_rules(&rules, |r| port_keys(&program.rules[r].ports))
+        });
+        Self { tables }
+    }
+
+    /// The rule that admits a connection from (ingress) or to (egress) `peer`.
+    pub fn rule(&self, peer: IpAddr, protocol: Protocol, port: u16) -> Option<RuleId> {
+        let table = &self.tables[usize::from(!peer.is_ipv4())];
+        let addr = ip_value(peer);
+        let at = table.partition_point(|(_, last, _)| *last < addr);
+        let (first, _, pieces) = table.get(at)?;
+        if *first > addr {
+            return None;
+        }
+        let i = Protocol::ALL.iter().position(|&p| p == protocol)?;
+        let key = (i as u128) << 16 | u128::from(port);
+        let at = pieces.partition_point(|(_, hi, _)| *hi < key);
+        pieces
+            .get(at)
+            .filter(|(lo, _, _)| *lo <= key)
+            .map(|&(_, _, rule)| rule)
+    }
+}
+
+/// `(protocol, port)` keys a rule's ports admit: protocol index × 65536 + port.
+fn port_keys(ports: &PortMatch) -> Vec<(u128, u128)> {
+    let key = |i: usize, port: u16| (i as u128) << 16 | u128::from(port);
+    Protocol::ALL
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &protocol)| match ports {
+            // Any port, port 0 included, as a rule without a port match admits.
+            PortMatch::Any => vec![(key(i, 0), key(i, u16::MAX))],
+            PortMatch::Uniform(ports) => ports
+                .ranges(protocol)
+                .iter()
+                .map(|&(lo, hi)| (key(i, lo), key(i, hi)))
+                .collect(),
+            PortMatch::PerDestination(_) => Vec::new(),
+        })
+        .collect()
 }
 
 pub(crate) fn table_comment(generation: u32, digest: u64) -> String {
@@ -658,6 +683,31 @@ fn first_rules(
                 prev.1 = last;
             }
             _ => out.push((first, last, pieces)),
+        }
+    }
+    out
+}
+
+/// `(first address, last address, port key ranges)`.
+type AdmittedRange = (u128, u128, Vec<(u128, u128)>);
+
+/// What a [`first_rules`] table admits, whichever rule: neighbouring port pieces and then
+/// neighbouring addresses with the same pieces become one.
+fn admitted(table: Vec<(u128, u128, PortPieces)>) -> Vec<AdmittedRange> {
+    let mut out: Vec<AdmittedRange> = Vec::new();
+    for (first, last, pieces) in table {
+        let mut ports: Vec<(u128, u128)> = Vec::new();
+        for (lo, hi, _) in pieces {
+            match ports.last_mut() {
+                Some(prev) if prev.1 + 1 == lo => prev.1 = hi,
+                _ => ports.push((lo, hi)),
+            }
+        }
+        match out.last_mut() {
+            Some(prev) if prev.1.checked_add(1) == Some(first) && prev.2 == ports => {
+                prev.1 = last;
+            }
+            _ => out.push((first, last, ports)),
         }
     }
     out

@@ -1,7 +1,10 @@
 mod common;
 
-use palisade_dataplane::{LogTag, Nft, RenderOptions, Runner, render};
-use palisade_engine::{Analysis, Cluster, Direction, NodeProgram, PortRef};
+use palisade_dataplane::{ChainIndex, LogTag, Nft, RenderOptions, Runner, render};
+use palisade_engine::{
+    Analysis, Cluster, Direction, Isolation, NodeProgram, PortRef, Protocol, SideOutcome,
+};
+use std::net::IpAddr;
 
 fn shop_ruleset(audit: bool) -> (palisade_dataplane::Ruleset, NodeProgram) {
     ruleset_of(common::shop(), audit)
@@ -152,4 +155,58 @@ fn nft_accepts_the_rendered_tables() {
         nft.check(&ruleset)
             .unwrap_or_else(|e| panic!("{e}\n{}", ruleset.text));
     }
+}
+
+/// The index that explains a chain's set admissions names, for every peer, protocol and port,
+/// the rule the program's own walk of the chain finds (and none where the walk finds none).
+#[test]
+fn chain_index_names_the_rule_the_program_finds() {
+    let (_, program) = ruleset_of(numbered_shop(), false);
+    let peers: Vec<IpAddr> = [
+        "10.1.0.1",
+        "10.1.0.2",
+        "10.2.0.1",
+        "10.99.0.1",
+        "10.99.9.1",
+        "10.99.200.1",
+        "1.2.3.4",
+        "fd01::1",
+        "fd02::1",
+        "2001:db8::1",
+    ]
+    .iter()
+    .map(|ip| ip.parse().unwrap())
+    .collect();
+    let mut checked = 0;
+    for pod in &program.locals {
+        for (direction, isolation) in [
+            (Direction::Ingress, pod.ingress),
+            (Direction::Egress, pod.egress),
+        ] {
+            let Isolation::Isolated(chain) = isolation else {
+                continue;
+            };
+            let index = ChainIndex::new(&program, chain);
+            for &local in &pod.ips {
+                for &peer in peers.iter().filter(|p| p.is_ipv4() == local.is_ipv4()) {
+                    for protocol in Protocol::ALL {
+                        for port in [0, 53, 79, 80, 81, 82, 83, 5432, 6432, 7432, 65535] {
+                            let walked = match program.side(direction, local, peer, protocol, port)
+                            {
+                                Some(SideOutcome::Admitted(rule)) => Some(rule),
+                                _ => None,
+                            };
+                            assert_eq!(
+                                index.rule(peer, protocol, port),
+                                walked,
+                                "chain {chain}: {peer} {protocol:?} {port}"
+                            );
+                            checked += usize::from(walked.is_some());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 0, "no admission was checked");
 }

@@ -9,7 +9,7 @@
 //! what the tests hold against [`Analysis::decide`] and what revocation uses.
 
 use crate::analysis::{Analysis, EndpointId, PolicyId};
-use crate::model::{Direction, Peer, PortRef, Rule};
+use crate::model::{Direction, NamespaceScope, Peer, PortRef, Rule};
 use crate::ports::{PortSet, Protocol};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -219,14 +219,18 @@ impl NodeProgram {
     }
 }
 
+/// A peer, with the namespace of its policy when the endpoints it matches depend on it.
+type PeerKey = (Option<String>, Peer);
+
 struct Compiler<'a> {
     analysis: &'a Analysis,
     local: &'a [(EndpointId, Vec<IpAddr>)],
     program: NodeProgram,
     chain_of: HashMap<(Direction, Vec<PolicyId>), ChainId>,
     rule_of: HashMap<(PolicyId, Direction, usize), Option<RuleId>>,
-    /// Peers match the same endpoints in every policy of a namespace: match each once.
-    peer_cache: RefCell<HashMap<(String, Peer), Vec<EndpointId>>>,
+    /// Peers match the same endpoints in every policy (of a namespace, for peers scoped to the
+    /// policy's namespace): match each once.
+    peer_cache: RefCell<HashMap<PeerKey, Vec<EndpointId>>>,
 }
 
 impl Compiler<'_> {
@@ -286,7 +290,17 @@ impl Compiler<'_> {
                 if let Peer::IpBlock(block) = peer {
                     ranges.extend(block_ranges(block.cidr, &block.except));
                 }
-                let namespace = analysis.policy(policy).namespace.clone();
+                // Only a pod peer without a namespace selector depends on the policy's
+                // namespace; ipBlocks and namespace selectors match the same endpoints from
+                // every namespace.
+                let namespace = matches!(
+                    peer,
+                    Peer::Pods {
+                        namespaces: NamespaceScope::PolicyNamespace,
+                        ..
+                    }
+                )
+                .then(|| analysis.policy(policy).namespace.clone());
                 let matched = self
                     .peer_cache
                     .borrow_mut()
