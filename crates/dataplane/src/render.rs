@@ -2,7 +2,7 @@
 
 use palisade_engine::{
     Analysis, ChainId, Direction, IpRange, Isolation, NodeProgram, PortMatch, PortSet, Protocol,
-    RuleId,
+    RuleId, ip_to_u128, u128_to_ip,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
@@ -308,8 +308,8 @@ impl<'a> Renderer<'a> {
             let mut port_pieces = BTreeSet::new();
             for (first, last, ports) in &table {
                 let addr = IpRange {
-                    first: value_ip(*first, family.v4),
-                    last: value_ip(*last, family.v4),
+                    first: u128_to_ip(*first, family.v4),
+                    last: u128_to_ip(*last, family.v4),
                 };
                 for &(lo, hi) in ports {
                     port_pieces.insert((lo, hi));
@@ -483,7 +483,7 @@ impl ChainIndex {
                     let ranges = match &program.rules[r].peers {
                         None => vec![whole],
                         Some(peers) => in_family(peers.iter(), family)
-                            .map(|r| (ip_value(r.first), ip_value(r.last)))
+                            .map(|r| (ip_to_u128(r.first), ip_to_u128(r.last)))
                             .collect(),
                     };
                     (r, ranges)
@@ -498,7 +498,7 @@ impl ChainIndex {
     /// The rule that admits a connection from (ingress) or to (egress) `peer`.
     pub fn rule(&self, peer: IpAddr, protocol: Protocol, port: u16) -> Option<RuleId> {
         let table = &self.tables[usize::from(!peer.is_ipv4())];
-        let addr = ip_value(peer);
+        let addr = ip_to_u128(peer);
         let at = table.partition_point(|(_, last, _)| *last < addr);
         let (first, _, pieces) = table.get(at)?;
         if *first > addr {
@@ -728,21 +728,6 @@ fn port_key_elements(lo: u128, hi: u128) -> Vec<(String, String)> {
             })
         })
         .collect()
-}
-
-fn ip_value(ip: std::net::IpAddr) -> u128 {
-    match ip {
-        std::net::IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        std::net::IpAddr::V6(v6) => u128::from(v6),
-    }
-}
-
-fn value_ip(value: u128, v4: bool) -> std::net::IpAddr {
-    if v4 {
-        std::net::Ipv4Addr::from(value as u32).into()
-    } else {
-        std::net::Ipv6Addr::from(value).into()
-    }
 }
 
 /// Kubernetes names are DNS labels, but quoting stays safe whatever they hold.

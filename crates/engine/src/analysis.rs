@@ -182,6 +182,7 @@ pub struct Analysis {
     pub(crate) namespace_index: HashMap<String, usize>,
     endpoint_class: Vec<ClassId>,
     pub(crate) classes: Vec<Class>,
+    class_members: Vec<Vec<EndpointId>>,
     endpoint_by_name: HashMap<String, EndpointId>,
     endpoint_by_ip: HashMap<IpAddr, EndpointId>,
 }
@@ -267,11 +268,16 @@ impl Analysis {
                 endpoint_by_ip.entry(*ip).or_insert(i);
             }
         }
+        let mut class_members = vec![Vec::new(); classes.len()];
+        for (id, &class) in endpoint_class.iter().enumerate() {
+            class_members[class].push(id);
+        }
         Self {
             cluster,
             namespace_index,
             endpoint_class,
             classes,
+            class_members,
             endpoint_by_name,
             endpoint_by_ip,
         }
@@ -335,25 +341,33 @@ impl Analysis {
     /// Endpoints whose pods the policy's podSelector selects.
     pub fn selected_endpoints(&self, policy: PolicyId) -> Vec<EndpointId> {
         let p = &self.cluster.policies[policy];
-        self.cluster
-            .endpoints
-            .iter()
-            .enumerate()
-            .filter(|(_, ep)| {
-                ep.namespace == p.namespace
-                    && !ep.host_network
-                    && p.pod_selector.matches(&ep.labels)
-            })
-            .map(|(i, _)| i)
-            .collect()
+        let namespace = self.namespace_index[&p.namespace];
+        self.endpoints_of_classes(|class| {
+            let rep = &self.cluster.endpoints[class.representative];
+            class.namespace == namespace && !rep.host_network && p.pod_selector.matches(&rep.labels)
+        })
     }
 
     /// Endpoints a peer of `policy` matches (for explanations; ipBlocks match by address).
     pub fn peer_endpoints(&self, policy: PolicyId, peer: &Peer) -> Vec<EndpointId> {
         let p = &self.cluster.policies[policy];
-        (0..self.cluster.endpoints.len())
-            .filter(|&id| self.peer_matches(p, peer, Subject::Endpoint(id)))
-            .collect()
+        self.endpoints_of_classes(|class| {
+            self.peer_matches(p, peer, Subject::Endpoint(class.representative))
+        })
+    }
+
+    /// Members of the classes `keep` accepts, ascending: a class decides for all its members,
+    /// so each question is asked once per class, not per endpoint.
+    fn endpoints_of_classes(&self, keep: impl Fn(&Class) -> bool) -> Vec<EndpointId> {
+        let mut ids: Vec<EndpointId> = self
+            .classes
+            .iter()
+            .zip(&self.class_members)
+            .filter(|(class, _)| keep(class))
+            .flat_map(|(_, members)| members.iter().copied())
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// The full decision with reasons, for one connection.

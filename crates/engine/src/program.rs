@@ -8,7 +8,7 @@
 //! is compiled once, whichever pods it isolates. [`NodeProgram::side`] interprets it, which is
 //! what the tests hold against [`Analysis::decide`] and what revocation uses.
 
-use crate::analysis::{Analysis, EndpointId, PolicyId};
+use crate::analysis::{Analysis, EndpointId, PolicyId, ip_to_u128, u128_to_ip};
 use crate::model::{Direction, NamespaceScope, Peer, PortRef, Rule};
 use crate::ports::{PortSet, Protocol};
 use std::cell::RefCell;
@@ -40,14 +40,14 @@ impl IpRange {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         ip.is_ipv4() == self.is_ipv4()
-            && (ip_value(self.first)..=ip_value(self.last)).contains(&ip_value(ip))
+            && (ip_to_u128(self.first)..=ip_to_u128(self.last)).contains(&ip_to_u128(ip))
     }
 }
 
 impl fmt::Display for IpRange {
     /// `a`, `a/n` when the range is one prefix, `first-last` otherwise (nft's spellings).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (first, last) = (ip_value(self.first), ip_value(self.last));
+        let (first, last) = (ip_to_u128(self.first), ip_to_u128(self.last));
         if first == last {
             return write!(f, "{}", self.first);
         }
@@ -459,9 +459,9 @@ fn numeric_ports(rule: &Rule) -> PortSet {
 /// `cidr` minus `except`, as disjoint ranges.
 fn block_ranges(cidr: ipnet::IpNet, except: &[ipnet::IpNet]) -> Vec<IpRange> {
     let v4 = cidr.addr().is_ipv4();
-    let mut pieces = vec![(ip_value(cidr.network()), ip_value(cidr.broadcast()))];
+    let mut pieces = vec![(ip_to_u128(cidr.network()), ip_to_u128(cidr.broadcast()))];
     for hole in except {
-        let (lo, hi) = (ip_value(hole.network()), ip_value(hole.broadcast()));
+        let (lo, hi) = (ip_to_u128(hole.network()), ip_to_u128(hole.broadcast()));
         pieces = pieces
             .into_iter()
             .flat_map(|(a, b)| {
@@ -482,8 +482,8 @@ fn block_ranges(cidr: ipnet::IpNet, except: &[ipnet::IpNet]) -> Vec<IpRange> {
     pieces
         .into_iter()
         .map(|(a, b)| IpRange {
-            first: value_ip(a, v4),
-            last: value_ip(b, v4),
+            first: u128_to_ip(a, v4),
+            last: u128_to_ip(b, v4),
         })
         .collect()
 }
@@ -496,7 +496,7 @@ fn merge<T: Clone + PartialEq + Unite>(entries: Vec<(IpRange, T)>) -> Vec<(IpRan
         let family: Vec<(u128, u128, &T)> = entries
             .iter()
             .filter(|(r, _)| r.is_ipv4() == v4)
-            .map(|(r, t)| (ip_value(r.first), ip_value(r.last), t))
+            .map(|(r, t)| (ip_to_u128(r.first), ip_to_u128(r.last), t))
             .collect();
         // Elementary intervals start at every range start and after every range end.
         let mut cuts: Vec<u128> = family
@@ -556,24 +556,8 @@ impl Unite for PortSet {
 
 fn range_of(first: u128, last: u128, v4: bool) -> IpRange {
     IpRange {
-        first: value_ip(first, v4),
-        last: value_ip(last, v4),
-    }
-}
-
-fn ip_value(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => u128::from(v6),
-    }
-}
-
-fn value_ip(value: u128, v4: bool) -> IpAddr {
-    if v4 {
-        // Callers only pass values that came from IPv4 addresses.
-        IpAddr::V4(Ipv4Addr::from(value as u32))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(value))
+        first: u128_to_ip(first, v4),
+        last: u128_to_ip(last, v4),
     }
 }
 
