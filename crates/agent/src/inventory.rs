@@ -37,14 +37,7 @@ pub fn place(
     node: &str,
 ) -> (Vec<(EndpointId, Vec<IpAddr>)>, Vec<String>) {
     let Some(inventory) = inventory else {
-        let local = cluster
-            .endpoints
-            .iter()
-            .enumerate()
-            .filter(|(_, ep)| !ep.ips.is_empty())
-            .map(|(id, ep)| (id, ep.ips.clone()))
-            .collect();
-        return (local, Vec::new());
+        return (palisade_engine::every_pod_local(cluster), Vec::new());
     };
     let by_name: BTreeMap<String, EndpointId> = cluster
         .endpoints

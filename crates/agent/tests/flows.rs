@@ -18,9 +18,7 @@ const GROUP: u16 = 100;
 
 fn snapshot(audit: bool) -> Snapshot {
     let analysis = Analysis::new(common::shop());
-    let local: Vec<_> = (0..analysis.cluster().endpoints.len())
-        .map(|id| (id, analysis.endpoint(id).ips.clone()))
-        .collect();
+    let local = palisade_engine::every_pod_local(analysis.cluster());
     let program = NodeProgram::compile(&analysis, &local);
     let ruleset = render(
         &analysis,

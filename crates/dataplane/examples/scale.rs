@@ -71,9 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let analysis = Analysis::new(cluster);
     let analysed = started.elapsed();
-    let local: Vec<_> = (0..pods)
-        .map(|id| (id, analysis.endpoint(id).ips.clone()))
-        .collect();
+    let local = palisade_engine::every_pod_local(analysis.cluster());
     let program = NodeProgram::compile(&analysis, &local);
     let compiled = started.elapsed();
     let ruleset = render(

@@ -20,9 +20,7 @@ fn skip() -> bool {
 
 fn compile(cluster: Cluster, generation: u32) -> (Analysis, NodeProgram, Ruleset) {
     let analysis = Analysis::new(cluster);
-    let local: Vec<_> = (0..analysis.cluster().endpoints.len())
-        .map(|id| (id, analysis.endpoint(id).ips.clone()))
-        .collect();
+    let local = palisade_engine::every_pod_local(analysis.cluster());
     let program = NodeProgram::compile(&analysis, &local);
     let ruleset = render(
         &analysis,

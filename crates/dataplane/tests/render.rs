@@ -37,9 +37,7 @@ fn numbered_shop() -> Cluster {
 
 fn ruleset_of(cluster: Cluster, audit: bool) -> (palisade_dataplane::Ruleset, NodeProgram) {
     let analysis = Analysis::new(cluster);
-    let local: Vec<_> = (0..analysis.cluster().endpoints.len())
-        .map(|id| (id, analysis.endpoint(id).ips.clone()))
-        .collect();
+    let local = palisade_engine::every_pod_local(analysis.cluster());
     let program = NodeProgram::compile(&analysis, &local);
     let options = RenderOptions {
         generation: 7,

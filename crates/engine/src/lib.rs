@@ -21,6 +21,6 @@ pub use model::{
 pub use ports::{MAX_PORT, MIN_PORT, PortSet, Protocol};
 pub use program::{
     Chain, ChainId, IpRange, Isolation, LocalPod, NodeProgram, PortMatch, RuleId, RuleProgram,
-    SideOutcome,
+    SideOutcome, every_pod_local,
 };
 pub use selector::{LabelSelector, Labels, Operator, Requirement};

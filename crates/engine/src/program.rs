@@ -9,7 +9,7 @@
 //! what the tests hold against [`Analysis::decide`] and what revocation uses.
 
 use crate::analysis::{Analysis, EndpointId, PolicyId, ip_to_u128, u128_to_ip};
-use crate::model::{Direction, NamespaceScope, Peer, PortRef, Rule};
+use crate::model::{Cluster, Direction, NamespaceScope, Peer, PortRef, Rule};
 use crate::ports::{PortSet, Protocol};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -133,6 +133,18 @@ pub struct NodeProgram {
     pub chains: Vec<Chain>,
     pub rules: Vec<RuleProgram>,
     local_by_ip: HashMap<IpAddr, usize>,
+}
+
+/// Every endpoint that has an address, as a pod of this node: the view of a node that hosts the
+/// whole cluster (an agent without a pod inventory, benchmarks, tests).
+pub fn every_pod_local(cluster: &Cluster) -> Vec<(EndpointId, Vec<IpAddr>)> {
+    cluster
+        .endpoints
+        .iter()
+        .enumerate()
+        .filter(|(_, ep)| !ep.ips.is_empty())
+        .map(|(id, ep)| (id, ep.ips.clone()))
+        .collect()
 }
 
 impl NodeProgram {
@@ -647,9 +659,7 @@ mod tests {
     /// of the program must say what the engine says, naming the same first admitting rule.
     fn assert_agrees(cluster: Cluster, extra_addresses: &[&str]) {
         let analysis = Analysis::new(cluster);
-        let local: Vec<(EndpointId, Vec<IpAddr>)> = (0..analysis.cluster().endpoints.len())
-            .map(|id| (id, analysis.endpoint(id).ips.clone()))
-            .collect();
+        let local = every_pod_local(analysis.cluster());
         let program = NodeProgram::compile(&analysis, &local);
         let mut addresses: Vec<IpAddr> = local.iter().flat_map(|(_, ips)| ips.clone()).collect();
         addresses.extend(extra_addresses.iter().map(|a| a.parse::<IpAddr>().unwrap()));
@@ -901,9 +911,7 @@ mod tests {
             policy("prod", "all", &[], Some(vec![Rule::default()]), None),
         ];
         let analysis = Analysis::new(cluster);
-        let local: Vec<_> = (0..analysis.cluster().endpoints.len())
-            .map(|id| (id, analysis.endpoint(id).ips.clone()))
-            .collect();
+        let local = every_pod_local(analysis.cluster());
         let program = NodeProgram::compile(&analysis, &local);
         // Signatures: {web, all} for web pods, {all} for db and the other namespace is open.
         assert_eq!(program.chains.len(), 2);
