@@ -4,8 +4,8 @@
 mod common;
 
 use common::topology::{Node, Proto, probe};
-use palisade_dataplane::{Nft, RenderOptions, Ruleset, conntrack, render};
-use palisade_engine::{Analysis, Cluster, NodeProgram, Protocol, Subject};
+use palisade_dataplane::{Nft, conntrack};
+use palisade_engine::{Analysis, Protocol, Subject};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -16,22 +16,6 @@ fn skip() -> bool {
     }
     eprintln!("skipping: needs root and nft");
     true
-}
-
-fn compile(cluster: Cluster, generation: u32) -> (Analysis, NodeProgram, Ruleset) {
-    let analysis = Analysis::new(cluster);
-    let local = palisade_engine::every_pod_local(analysis.cluster());
-    let program = NodeProgram::compile(&analysis, &local);
-    let ruleset = render(
-        &analysis,
-        &program,
-        RenderOptions {
-            generation,
-            audit: false,
-            log_group: 100,
-        },
-    );
-    (analysis, program, ruleset)
 }
 
 fn shop_node(analysis: &Analysis) -> Node {
@@ -51,7 +35,7 @@ fn real_connections_equal_the_engine_and_replies_need_no_rule() {
     if skip() {
         return;
     }
-    let (analysis, _, ruleset) = compile(common::shop(), 1);
+    let (analysis, _, ruleset) = common::compile(common::shop(), 1, false);
     let node = shop_node(&analysis);
     let nft = Nft::new(node.node.runner());
     nft.apply(&ruleset).unwrap();
@@ -128,7 +112,7 @@ fn atomic_replacement_under_load_leaks_no_denied_connection() {
     if skip() {
         return;
     }
-    let (analysis, _, ruleset) = compile(common::shop(), 1);
+    let (analysis, _, ruleset) = common::compile(common::shop(), 1, false);
     let node = shop_node(&analysis);
     let nft = Nft::new(node.node.runner());
     nft.apply(&ruleset).unwrap();
@@ -172,7 +156,7 @@ fn atomic_replacement_under_load_leaks_no_denied_connection() {
     let started = Instant::now();
     let updates = 120;
     for generation in 2..2 + updates {
-        let (_, _, ruleset) = compile(common::shop(), generation);
+        let (_, _, ruleset) = common::compile(common::shop(), generation, false);
         nft.apply(&ruleset).unwrap();
     }
     let elapsed = started.elapsed();
@@ -199,7 +183,7 @@ fn revocation_stops_an_established_connection() {
     if skip() {
         return;
     }
-    let (analysis, _, ruleset) = compile(common::shop(), 1);
+    let (analysis, _, ruleset) = common::compile(common::shop(), 1, false);
     let node = shop_node(&analysis);
     let nft = Nft::new(node.node.runner());
     nft.apply(&ruleset).unwrap();
@@ -224,7 +208,7 @@ fn revocation_stops_an_established_connection() {
     let mut cluster = common::shop();
     cluster.policies[0].ingress.remove(0);
     let started = Instant::now();
-    let (analysis, program, ruleset) = compile(cluster, 2);
+    let (analysis, program, ruleset) = common::compile(cluster, 2, false);
     nft.apply(&ruleset).unwrap();
     let revoked = conntrack::revoke(&node.node.runner(), &program).unwrap();
     let elapsed = started.elapsed();
@@ -251,7 +235,7 @@ fn removing_the_table_leaves_nothing() {
     if skip() {
         return;
     }
-    let (_, _, ruleset) = compile(common::shop(), 1);
+    let (_, _, ruleset) = common::compile(common::shop(), 1, false);
     let ns = palisade_dataplane::Netns::create("palisade-t").unwrap();
     let nft = Nft::new(ns.runner());
     assert_eq!(nft.current().unwrap(), None);

@@ -36,15 +36,8 @@ fn numbered_shop() -> Cluster {
 }
 
 fn ruleset_of(cluster: Cluster, audit: bool) -> (palisade_dataplane::Ruleset, NodeProgram) {
-    let analysis = Analysis::new(cluster);
-    let local = palisade_engine::every_pod_local(analysis.cluster());
-    let program = NodeProgram::compile(&analysis, &local);
-    let options = RenderOptions {
-        generation: 7,
-        audit,
-        log_group: 100,
-    };
-    (render(&analysis, &program, options), program)
+    let (_, program, ruleset) = common::compile(cluster, 7, audit);
+    (ruleset, program)
 }
 
 #[test]

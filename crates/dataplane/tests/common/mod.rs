@@ -5,10 +5,25 @@
 
 pub mod topology;
 
+use palisade_dataplane::{RenderOptions, Ruleset, render};
 use palisade_engine::{
-    Cluster, ContainerPort, Endpoint, IpBlock, LabelSelector, Labels, Namespace, NamespaceScope,
-    NetworkPolicy, Peer, PolicyTypes, PortRef, PortRule, Protocol, Rule,
+    Analysis, Cluster, ContainerPort, Endpoint, IpBlock, LabelSelector, Labels, Namespace,
+    NamespaceScope, NetworkPolicy, NodeProgram, Peer, PolicyTypes, PortRef, PortRule, Protocol,
+    Rule, every_pod_local,
 };
+
+/// The cluster compiled and rendered as one node hosting every pod.
+pub fn compile(cluster: Cluster, generation: u32, audit: bool) -> (Analysis, NodeProgram, Ruleset) {
+    let analysis = Analysis::new(cluster);
+    let program = NodeProgram::compile(&analysis, &every_pod_local(analysis.cluster()));
+    let options = RenderOptions {
+        generation,
+        audit,
+        log_group: 100,
+    };
+    let ruleset = render(&analysis, &program, options);
+    (analysis, program, ruleset)
+}
 
 pub fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
