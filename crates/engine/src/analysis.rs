@@ -409,52 +409,34 @@ impl Analysis {
     /// Outside address ranges that every ipBlock of the cluster treats alike, for the families
     /// the policies mention. One representative address of each decides for the whole range.
     pub fn external_ranges(&self) -> Vec<ExternalRange> {
-        let blocks: Vec<&IpBlock> = all_ip_blocks(&self.cluster.policies).collect();
+        let mut membership = BlockMembership::new(&self.cluster.policies);
         let mut out = Vec::new();
         for v4 in [true, false] {
-            let family: Vec<&IpBlock> = blocks
+            let max = if v4 { u128::from(u32::MAX) } else { u128::MAX };
+            let cuts: Vec<u128> = membership.cuts[usize::from(!v4)]
                 .iter()
                 .copied()
-                .filter(|b| matches!(b.cidr, ipnet::IpNet::V4(_)) == v4)
+                .filter(|&c| c <= max)
                 .collect();
-            if family.is_empty() {
+            // Only the start (0) means no ipBlock of this family: nothing to tell apart.
+            if cuts.len() < 2 {
                 continue;
             }
-            let max = if v4 { u128::from(u32::MAX) } else { u128::MAX };
-            let mut cuts: BTreeSet<u128> = BTreeSet::from([0]);
-            for net in family
-                .iter()
-                .flat_map(|b| std::iter::once(&b.cidr).chain(&b.except))
-            {
-                cuts.insert(ip_to_u128(net.network()));
-                if let Some(next) = ip_to_u128(net.broadcast()).checked_add(1)
-                    && next <= max
-                {
-                    cuts.insert(next);
+            // Adjacent stretches that the same blocks contain are one range.
+            let mut current: Option<(u128, usize)> = None;
+            for &start in &cuts {
+                let signature = membership.signature(u128_to_ip(start, v4));
+                match current {
+                    Some((_, known)) if known == signature => {}
+                    Some((first, _)) => {
+                        out.push(range(first, start - 1, v4));
+                        current = Some((start, signature));
+                    }
+                    None => current = Some((start, signature)),
                 }
             }
-            let cuts: Vec<u128> = cuts.into_iter().collect();
-            let mut previous: Option<(u128, Vec<bool>)> = None;
-            for (i, &start) in cuts.iter().enumerate() {
-                let end = cuts.get(i + 1).map_or(max, |next| next - 1);
-                let membership: Vec<bool> = family
-                    .iter()
-                    .map(|b| b.contains(u128_to_ip(start, v4)))
-                    .collect();
-                match &mut previous {
-                    Some((_, prev)) if *prev == membership => {}
-                    _ => {
-                        if let Some((first, _)) = previous.take() {
-                            out.push(range(first, start - 1, v4));
-                        }
-                        previous = Some((start, membership));
-                    }
-                }
-                if i + 1 == cuts.len()
-                    && let Some((first, _)) = previous.take()
-                {
-                    out.push(range(first, end, v4));
-                }
+            if let Some((first, _)) = current {
+                out.push(range(first, max, v4));
             }
         }
         out
