@@ -82,7 +82,11 @@ pub fn write(
 ) -> std::io::Result<()> {
     let cluster = analysis.cluster();
     let namespaces: Vec<&str> = cluster.namespaces.iter().map(|n| n.name.as_str()).collect();
-    let namespace_id = |name: &str| namespaces.iter().position(|n| *n == name).unwrap_or(0);
+    let namespace_ids: FxHashMap<&str, usize> = namespaces
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, i))
+        .collect();
     let mut classes: Vec<Option<ClassInfo>> = (0..analysis.class_count()).map(|_| None).collect();
     let mut endpoints_in_class = vec![0usize; classes.len()];
     for (id, ep) in cluster.endpoints.iter().enumerate() {
@@ -90,7 +94,8 @@ pub fn write(
         endpoints_in_class[class] += 1;
         let info = classes[class].get_or_insert_with(|| ClassInfo {
             name: format!("{}/{}", ep.namespace, ep.name),
-            namespace: namespace_id(&ep.namespace),
+            // The engine lists every namespace an endpoint is in.
+            namespace: namespace_ids[ep.namespace.as_str()],
             pods: 0,
             isolated: [Direction::Ingress, Direction::Egress]
                 .map(|d| !analysis.isolating_policies(id, d).is_empty()),
