@@ -4,7 +4,7 @@ use crate::AgentArgs;
 use crate::flows::{FlowRecord, NflogSocket, record};
 use crate::metrics::{Metrics, VerdictLabels};
 use crate::state::{ChangeWaiter, Fingerprint, Snapshot, Sources};
-use palisade_dataplane::{Nft, RenderOptions, Runner, conntrack, render};
+use palisade_dataplane::{Applied, Nft, RenderOptions, Runner, conntrack};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -65,6 +65,9 @@ pub(crate) struct Agent {
     snapshots: Snapshots,
     /// Generation and digest of the table in the kernel, when it is ours.
     applied: Option<(u32, u64)>,
+    /// The program whose table is in the kernel, when this agent knows it (it applied or
+    /// adopted it): the next sync applies only the changes from it.
+    in_force: Option<Arc<Snapshot>>,
     /// The rules in force were applied but the connections they deny were not all revoked.
     revoke_pending: bool,
 }
@@ -84,6 +87,7 @@ impl Agent {
             metrics,
             snapshots: Arc::default(),
             applied: None,
+            in_force: None,
             revoke_pending: false,
             args,
         }
@@ -106,26 +110,24 @@ impl Agent {
     pub(crate) fn sync(&mut self, change: Option<SystemTime>) -> Synced {
         let started = Instant::now();
         let (generation, digest) = self.applied.unwrap_or((0, 0));
-        let options = |generation| RenderOptions {
-            generation,
+        let options = RenderOptions {
             audit: self.args.audit,
             log_group: self.args.log_group,
         };
-        let snapshot = match self.sources.compile(options(generation.wrapping_add(1))) {
-            Ok(snapshot) => snapshot,
+        let snapshot = match self.sources.compile(options) {
+            Ok(snapshot) => Arc::new(snapshot),
             Err(e) => {
                 self.metrics.error("load");
                 tracing::error!("{e:#}");
                 return Synced::Done;
             }
         };
+        // Published before it is applied: the kernel logs with its chains at once.
+        self.publish(snapshot.clone());
         if self.applied.is_some() && snapshot.ruleset.digest == digest {
-            // Same rules as in force: keep them, and explain records with this generation.
-            let ruleset = render(&snapshot.analysis, &snapshot.program, options(generation));
-            let snapshot = Snapshot::new(snapshot.analysis, snapshot.program, ruleset);
+            // Same rules as in force: keep them.
             tracing::info!(generation, "rules in force are up to date");
-            let snapshot = Arc::new(snapshot);
-            self.publish(snapshot.clone());
+            self.in_force = Some(snapshot.clone());
             if self.revoke_pending {
                 let revoked = self.revoke(&snapshot);
                 tracing::info!(generation, revoked, "retried revoking denied connections");
@@ -136,19 +138,28 @@ impl Agent {
             self.metrics.generation.set(i64::from(generation));
             return Synced::Done;
         }
-        // Published before it is applied: the kernel logs with the new generation at once.
-        let snapshot = Arc::new(snapshot);
-        self.publish(snapshot.clone());
+        let generation = generation.wrapping_add(1);
         let apply_started = Instant::now();
-        if let Err(e) = self.nft.apply(&snapshot.ruleset) {
-            self.metrics.error("apply");
-            tracing::error!(
-                "applying generation {} failed, the previous rules stay (will retry): {e}",
-                snapshot.ruleset.generation
-            );
-            return Synced::Retry;
-        }
-        self.applied = Some((snapshot.ruleset.generation, snapshot.ruleset.digest));
+        let in_force = self.in_force.as_ref().map(|s| &s.ruleset);
+        let how = match self.nft.apply(&snapshot.ruleset, generation, in_force) {
+            Ok(Applied::Changed) => "changes",
+            Ok(Applied::Replaced) => "replace",
+            Ok(Applied::ReplacedAfterFailedChange(e)) => {
+                self.metrics.error("apply_changes");
+                tracing::warn!("applying only the changes failed, replaced the table: {e}");
+                "replace"
+            }
+            Err(e) => {
+                self.metrics.error("apply");
+                tracing::error!(
+                    "applying generation {generation} failed, the previous rules stay (will retry): {e}"
+                );
+                return Synced::Retry;
+            }
+        };
+        self.metrics.applied(how);
+        self.applied = Some((generation, snapshot.ruleset.digest));
+        self.in_force = Some(snapshot.clone());
         let applied_at = SystemTime::now();
         let apply_took = apply_started.elapsed();
         self.revoke_pending = !self.args.audit;
@@ -163,12 +174,11 @@ impl Agent {
             .set(snapshot.ruleset.set_elements as i64);
         let now = applied_at.duration_since(UNIX_EPOCH).unwrap_or_default();
         self.metrics.last_sync.set(now.as_secs_f64());
-        self.metrics
-            .generation
-            .set(i64::from(snapshot.ruleset.generation));
+        self.metrics.generation.set(i64::from(generation));
         let change_to_applied = change.and_then(|c| applied_at.duration_since(c).ok());
         tracing::info!(
-            generation = snapshot.ruleset.generation,
+            generation,
+            how,
             rules = snapshot.ruleset.rules,
             set_elements = snapshot.ruleset.set_elements,
             sync_ms = took.as_secs_f64() * 1e3,

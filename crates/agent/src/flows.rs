@@ -67,17 +67,24 @@ pub struct LoggedPacket {
     pub payload: Vec<u8>,
 }
 
-/// Builds the record of a logged packet; `None` when the prefix is not ours, its generation is
-/// no longer known, or the packet is not TCP, UDP or SCTP.
+/// Builds the record of a logged packet with the newest of `snapshots` that has the chain it
+/// names (equal chain keys explain alike); `None` when the prefix is not ours, no kept program
+/// has its chain, or the packet is not TCP, UDP or SCTP.
 pub fn record(
     packet: &LoggedPacket,
     snapshots: &[std::sync::Arc<Snapshot>],
     node: &str,
 ) -> Option<FlowRecord> {
-    let (generation, tag) = LogTag::parse(&packet.prefix)?;
-    let snapshot = snapshots
-        .iter()
-        .find(|s| s.ruleset.generation == generation)?;
+    let tag = LogTag::parse(&packet.prefix)?;
+    let (snapshot, chain) = match tag {
+        LogTag::Open(_) => (snapshots.first()?, None),
+        LogTag::Admitted(key, _)
+        | LogTag::AdmittedIn(key)
+        | LogTag::Denied(key)
+        | LogTag::Audit(key) => snapshots
+            .iter()
+            .find_map(|s| Some((s, Some(s.chain(key)?))))?,
+    };
     let (src, dst, protocol, sport, dport) = parse_packet(&packet.payload)?;
     let analysis = &snapshot.analysis;
     let program = &snapshot.program;
@@ -100,11 +107,12 @@ pub fn record(
             Vec::new(),
             "not isolated".to_string(),
         ),
-        LogTag::Admitted(rule) => admitted(rule)?,
-        LogTag::AdmittedIn(chain) => {
+        LogTag::Admitted(_, position) => admitted(*program.chains[chain?].rules.get(position)?)?,
+        LogTag::AdmittedIn(_) => {
             // The chain's set holds what its rules admit; the rule that decided is the first
             // of them that admits this packet, as the set was rendered.
-            let direction = program.chains.get(chain)?.direction;
+            let chain = chain?;
+            let direction = program.chains[chain].direction;
             let peer = match direction {
                 Direction::Ingress => src,
                 Direction::Egress => dst,
@@ -112,8 +120,8 @@ pub fn record(
             let protocol = Protocol::ALL.into_iter().find(|p| p.as_str() == protocol)?;
             admitted(snapshot.chain_index(chain)?.rule(peer, protocol, dport)?)?
         }
-        LogTag::Denied(chain) | LogTag::Audit(chain) => {
-            let chain = program.chains.get(chain)?;
+        LogTag::Denied(_) | LogTag::Audit(_) => {
+            let chain = &program.chains[chain?];
             let policies = names(&chain.policies);
             let by = format!("no rule of {} admits it", policies.join(", "));
             let verdict = if matches!(tag, LogTag::Audit(_)) {
@@ -390,12 +398,16 @@ mod tests {
             &analysis,
             &program,
             RenderOptions {
-                generation: 1,
                 audit: false,
                 log_group: 100,
             },
         );
-        assert!(ruleset.text.contains("\"pal 1 k0\""), "{}", ruleset.text);
+        let tag = LogTag::AdmittedIn(ruleset.chain_keys[0]);
+        assert!(
+            ruleset.text(1).contains(&tag.prefix()),
+            "{}",
+            ruleset.text(1)
+        );
         let snapshots = [std::sync::Arc::new(Snapshot::new(
             analysis, program, ruleset,
         ))];
@@ -407,7 +419,7 @@ mod tests {
             ("10.2.0.2", 82, None),
         ] {
             let packet = LoggedPacket {
-                prefix: LogTag::AdmittedIn(0).prefix(1),
+                prefix: tag.prefix(),
                 payload: tcp_packet(src, "10.1.0.1", port),
             };
             let found = record(&packet, &snapshots, "n0");

@@ -21,8 +21,15 @@ pub struct VerdictLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
-    /// `load`, `apply`, `revoke` or `flow_log`.
+    /// `load`, `apply`, `apply_changes` (the change failed, the table was replaced), `revoke`
+    /// or `flow_log`.
     pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApplyLabels {
+    /// `changes` (only what changed was touched) or `replace` (the whole table).
+    pub how: String,
 }
 
 pub struct Metrics {
@@ -33,6 +40,7 @@ pub struct Metrics {
     pub set_elements: Gauge,
     pub last_sync: Gauge<f64, AtomicU64>,
     pub errors: Family<ErrorLabels, Counter>,
+    pub applies: Family<ApplyLabels, Counter>,
     pub revoked: Counter,
     pub generation: Gauge,
     pub flow_log_overruns: Counter,
@@ -48,6 +56,7 @@ impl Default for Metrics {
         let set_elements = Gauge::default();
         let last_sync = Gauge::<f64, AtomicU64>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
+        let applies = Family::<ApplyLabels, Counter>::default();
         let revoked = Counter::default();
         let generation = Gauge::default();
         let flow_log_overruns = Counter::default();
@@ -74,6 +83,11 @@ impl Default for Metrics {
         );
         registry.register("errors", "Failures, by kind", errors.clone());
         registry.register(
+            "applies",
+            "Tables made the one in force, by how: changing only what changed, or replacing it",
+            applies.clone(),
+        );
+        registry.register(
             "revoked_connections",
             "Established connections cut because a change denies them",
             revoked.clone(),
@@ -98,6 +112,7 @@ impl Default for Metrics {
             set_elements,
             last_sync,
             errors,
+            applies,
             revoked,
             generation,
             flow_log_overruns,
@@ -110,6 +125,14 @@ impl Metrics {
         self.errors
             .get_or_create(&ErrorLabels {
                 kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn applied(&self, how: &str) {
+        self.applies
+            .get_or_create(&ApplyLabels {
+                how: how.to_string(),
             })
             .inc();
     }

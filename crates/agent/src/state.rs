@@ -4,9 +4,10 @@ use crate::inventory::{PodInventory, place};
 use anyhow::{Context, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use palisade_dataplane::{ChainIndex, RenderOptions, Ruleset, render};
+use palisade_dataplane::{ChainIndex, ChainKey, RenderOptions, Ruleset, render};
 use palisade_engine::{Analysis, ChainId, NodeProgram};
 use palisade_manifest::{LoadOptions, Severity, load_paths};
+use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -19,17 +20,30 @@ pub struct Snapshot {
     pub ruleset: Ruleset,
     /// Per chain, which rule admits what: built on the first record that needs it.
     indexes: Vec<OnceLock<ChainIndex>>,
+    chains_by_key: HashMap<ChainKey, ChainId>,
 }
 
 impl Snapshot {
     pub fn new(analysis: Analysis, program: NodeProgram, ruleset: Ruleset) -> Self {
         let indexes = program.chains.iter().map(|_| OnceLock::new()).collect();
+        let chains_by_key = ruleset
+            .chain_keys
+            .iter()
+            .enumerate()
+            .map(|(chain, &key)| (key, chain))
+            .collect();
         Self {
             analysis,
             program,
             ruleset,
             indexes,
+            chains_by_key,
         }
+    }
+
+    /// The chain whose log prefixes carry `key`, when this program has it.
+    pub fn chain(&self, key: ChainKey) -> Option<ChainId> {
+        self.chains_by_key.get(&key).copied()
     }
 
     /// Which rule of `chain` admits what, as its set was rendered.

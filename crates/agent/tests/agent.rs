@@ -238,6 +238,13 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
 
     let text = metrics(&node, metrics_addr);
     assert!(text.contains(r#"palisade_policy_verdicts_total{direction="INGRESS",verdict="DROPPED",policy="shop/db"}"#), "{text}");
+    // The first table was loaded whole, the change applied as a change.
+    for line in [
+        r#"palisade_applies_total{how="replace"} 1"#,
+        r#"palisade_applies_total{how="changes"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
     assert!(text.contains(r#"palisade_policy_verdicts_total{direction="INGRESS",verdict="FORWARDED",policy="shop/db"}"#), "{text}");
     assert!(revoked(&text) >= 1.0, "{text}");
     assert!(

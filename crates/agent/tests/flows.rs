@@ -24,7 +24,6 @@ fn snapshot(audit: bool) -> Snapshot {
         &analysis,
         &program,
         RenderOptions {
-            generation: 3,
             audit,
             log_group: GROUP,
         },
@@ -45,7 +44,7 @@ fn logged(audit: bool, connections: &[(&str, &str, u16)]) -> (Vec<FlowRecord>, V
     let node = Node::new(&ips);
     node.serve(&[80, 5432], &[]);
     Nft::new(node.node.runner())
-        .apply(&snapshot.ruleset)
+        .apply(&snapshot.ruleset, 3, None)
         .unwrap();
     let mut socket = node
         .node

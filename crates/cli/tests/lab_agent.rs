@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 /// How long the agents may take to apply a change (they poll every 50 ms).
 const AGENT_SYNC: Duration = Duration::from_secs(10);
 const OPTIONS: RenderOptions = RenderOptions {
-    generation: 0,
     audit: false,
     log_group: 100,
 };

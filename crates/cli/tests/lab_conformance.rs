@@ -219,7 +219,6 @@ fn every_conformance_case_enforced_by_the_agents_measures_as_analysed_and_as_wri
         parallel: 256,
     };
     let options = RenderOptions {
-        generation: 0,
         audit: false,
         log_group: 100,
     };

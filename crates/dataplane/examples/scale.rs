@@ -1,9 +1,11 @@
 //! Compile + apply time at scale: `cargo run --release -p palisade-dataplane --example scale --
-//! [PODS] [POLICIES]` (root, nft). Every pod is on the one node, the worst case for the table.
+//! [PODS] [POLICIES] [PODS ON THE NODE]` (root, nft). By default every pod is on the one node,
+//! the worst case for the table. After the cold load, two everyday changes (a policy's port,
+//! a new pod) are compiled and applied as changes to the table in force.
 //! The table is loaded into a fresh network namespace, never the machine's own. With
 //! `SCALE_DUMP=FILE` the transaction is also written to FILE (to profile `nft -f FILE`).
 
-use palisade_dataplane::{Netns, Nft, RenderOptions, render};
+use palisade_dataplane::{Netns, Nft, RenderOptions, Ruleset, render};
 use palisade_engine::{
     Analysis, Cluster, ContainerPort, Endpoint, IpBlock, LabelSelector, Labels, NamespaceScope,
     NetworkPolicy, NodeProgram, Peer, PolicyTypes, PortRef, PortRule, Protocol, Rule,
@@ -14,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>());
     let pods = args.next().transpose()?.unwrap_or(10_000);
     let policies = args.next().transpose()?.unwrap_or(1_000);
+    let on_node = args.next().transpose()?.unwrap_or(pods);
     let apps = 200;
     let app = |i: usize| Labels::from([("app".to_string(), format!("a{}", i % apps))]);
     let mut cluster = Cluster::default();
@@ -68,44 +71,75 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }],
         });
     }
-    let started = Instant::now();
-    let analysis = Analysis::new(cluster);
-    let analysed = started.elapsed();
-    let local = palisade_engine::every_pod_local(analysis.cluster());
-    let program = NodeProgram::compile(&analysis, &local);
-    let compiled = started.elapsed();
-    let ruleset = render(
-        &analysis,
-        &program,
-        RenderOptions {
-            generation: 1,
-            audit: false,
-            log_group: 100,
-        },
-    );
-    let rendered = started.elapsed();
+    let options = RenderOptions {
+        audit: false,
+        log_group: 100,
+    };
+    let compile = |cluster: Cluster| {
+        let started = Instant::now();
+        let analysis = Analysis::new(cluster);
+        let analysed = started.elapsed();
+        let local: Vec<_> = palisade_engine::every_pod_local(analysis.cluster())
+            .into_iter()
+            .take(on_node)
+            .collect();
+        let program = NodeProgram::compile(&analysis, &local);
+        let compiled = started.elapsed();
+        let ruleset = render(&analysis, &program, options);
+        let rendered = started.elapsed();
+        (
+            analysis,
+            program,
+            ruleset,
+            [analysed, compiled - analysed, rendered - compiled],
+        )
+    };
+    let (analysis, program, ruleset, [analysed, programmed, rendered]) = compile(cluster.clone());
+    drop(analysis);
     if let Some(path) = std::env::var_os("SCALE_DUMP") {
-        std::fs::write(path, Nft::transaction(&ruleset))?;
+        std::fs::write(path, ruleset.text(1))?;
     }
     let ns = Netns::create("palisade-scale")?;
     let nft = Nft::new(ns.runner());
-    let apply_start = Instant::now();
-    nft.apply(&ruleset)?;
-    let first_apply = apply_start.elapsed();
-    let replace_start = Instant::now();
-    nft.apply(&ruleset)?;
-    let replace = replace_start.elapsed();
+    let timed = |ruleset: &Ruleset, generation: u32, in_force: Option<&Ruleset>| {
+        let started = Instant::now();
+        let applied = nft.apply(ruleset, generation, in_force)?;
+        Ok::<_, palisade_dataplane::Error>((started.elapsed(), applied))
+    };
+    let (first_load, _) = timed(&ruleset, 1, None)?;
+    let (replace, _) = timed(&ruleset, 2, None)?;
     println!(
-        "{pods} pods, {policies} policies: {} chains, {} rules, {} set elements, {} bytes\n\
-         analysis {analysed:?}, program {:?}, render {:?}, nft load {first_apply:?}, atomic replace {replace:?}; \
-         compile + render + replace {:?}",
+        "{pods} pods ({} on the node), {policies} policies: {} chains, {} rules, {} set elements\n\
+         cold: analysis {analysed:?}, program {programmed:?}, render {rendered:?}, \
+         nft load {first_load:?}, atomic replace {replace:?}; compile + render + replace {:?}",
+        program.locals.len(),
         program.chains.len(),
         ruleset.rules,
         ruleset.set_elements,
-        ruleset.text.len(),
-        compiled - analysed,
-        rendered - compiled,
-        rendered + replace,
+        analysed + programmed + rendered + replace,
     );
+    // Changes the agent meets every day, applied as changes to the table in force.
+    let mut one_policy = cluster.clone();
+    if let Some(policy) = one_policy.policies.first_mut() {
+        policy.ingress[0].ports[0].port = Some(PortRef::Number(8443));
+    }
+    let mut one_pod = cluster.clone();
+    let mut pod = Endpoint::pod("ns0", "new-pod", app(0));
+    pod.ips = vec!["10.99.0.1".parse()?];
+    one_pod.endpoints.insert(0, pod);
+    let mut in_force = ruleset;
+    for (generation, (change, changed)) in (3..).zip([
+        ("one policy changed", one_policy),
+        ("one pod added", one_pod),
+    ]) {
+        let (_, _, next, [analysed, programmed, rendered]) = compile(changed);
+        let (took, applied) = timed(&next, generation, Some(&in_force))?;
+        println!(
+            "{change}: analysis {analysed:?}, program {programmed:?}, render {rendered:?}, \
+             apply {took:?} ({applied:?}); compile + render + apply {:?}",
+            analysed + programmed + rendered + took
+        );
+        in_force = next;
+    }
     Ok(())
 }

@@ -17,7 +17,9 @@ pub mod conntrack;
 mod netns;
 mod nft;
 mod render;
+mod table;
 
 pub use netns::{Netns, can_run_root_tests};
-pub use nft::{Error, Nft, Runner, TableState};
-pub use render::{ChainIndex, LogTag, RenderOptions, Ruleset, TABLE, render};
+pub use nft::{Applied, Error, Nft, Runner, TableState};
+pub use render::{ChainIndex, ChainKey, LogTag, RenderOptions, Ruleset, render};
+pub use table::TABLE;

@@ -1,6 +1,7 @@
 //! Running `nft`: atomic replacement of the table, check-only loads, reading back what is there.
 
-use crate::render::{Ruleset, TABLE, parse_table_comment};
+use crate::render::Ruleset;
+use crate::table::{STATE_SET, Stamp, TABLE};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use thiserror::Error;
@@ -20,6 +21,17 @@ pub enum Error {
     },
     #[error("cannot read the output of {command}: {message}")]
     Output { command: String, message: String },
+}
+
+/// How [`Nft::apply`] made a table the one in force.
+#[derive(Debug)]
+pub enum Applied {
+    /// Only what changed was touched.
+    Changed,
+    /// The whole table was replaced.
+    Replaced,
+    /// Applying the changes failed (with this error); the whole table was replaced.
+    ReplacedAfterFailedChange(Error),
 }
 
 /// What a node's kernel holds now.
@@ -119,33 +131,53 @@ impl Nft {
         Self { runner }
     }
 
-    /// The transaction that replaces the table whatever exists: `add` makes `delete` safe when
-    /// there is none, and the kernel applies all three or nothing, so no packet ever sees a
-    /// node without rules or with half of them.
-    pub fn transaction(ruleset: &Ruleset) -> String {
-        format!(
-            "add table inet {TABLE}\ndelete table inet {TABLE}\n{}",
-            ruleset.text
-        )
+    /// Makes `ruleset` the table in force, stamped `generation`, in one transaction: the
+    /// changes from `in_force` (what this agent applied last) when they are less work than
+    /// loading the whole table, a replace otherwise or when the change fails (the kernel's
+    /// table is not what the agent thinks: someone changed it).
+    pub fn apply(
+        &self,
+        ruleset: &Ruleset,
+        generation: u32,
+        in_force: Option<&Ruleset>,
+    ) -> Result<Applied, Error> {
+        let failed = match in_force.and_then(|old| ruleset.delta(old, generation)) {
+            Some(delta) => match self.load(&delta) {
+                Ok(()) => return Ok(Applied::Changed),
+                Err(e) => Some(e),
+            },
+            None => None,
+        };
+        self.load(&ruleset.table.replace(&ruleset.stamp(generation)))?;
+        Ok(match failed {
+            Some(e) => Applied::ReplacedAfterFailedChange(e),
+            None => Applied::Replaced,
+        })
     }
 
-    pub fn apply(&self, ruleset: &Ruleset) -> Result<(), Error> {
+    fn load(&self, transaction: &str) -> Result<(), Error> {
         self.runner
-            .run("nft", &["-f", "-"], Some(&Self::transaction(ruleset)))
+            .run("nft", &["-f", "-"], Some(transaction))
             .map(drop)
     }
 
-    /// Loads nothing; nft parses and checks the transaction against the kernel.
+    /// Loads nothing; nft parses and checks the replace against the kernel.
     pub fn check(&self, ruleset: &Ruleset) -> Result<(), Error> {
+        self.check_transaction(&ruleset.table.replace(&ruleset.stamp(0)))
+    }
+
+    /// Loads nothing; nft parses and checks `transaction` against the kernel.
+    pub fn check_transaction(&self, transaction: &str) -> Result<(), Error> {
         self.runner
-            .run("nft", &["-c", "-f", "-"], Some(&Self::transaction(ruleset)))
+            .run("nft", &["-c", "-f", "-"], Some(transaction))
             .map(drop)
     }
 
     /// Removes the table if there is one.
     pub fn remove(&self) -> Result<(), Error> {
-        let text = format!("add table inet {TABLE}\ndelete table inet {TABLE}\n");
-        self.runner.run("nft", &["-f", "-"], Some(&text)).map(drop)
+        self.load(&format!(
+            "add table inet {TABLE}\ndelete table inet {TABLE}\n"
+        ))
     }
 
     /// The table as the kernel has it, `None` when there is none.
@@ -180,20 +212,21 @@ impl Nft {
                 state.rules += 1;
             }
             for kind in ["set", "map"] {
+                // The stamp is not one of the ruleset's elements.
+                if item[kind]["name"] == STATE_SET {
+                    continue;
+                }
                 if let Some(elements) = item[kind]["elem"].as_array() {
                     state.set_elements += elements.len();
                 }
             }
         }
-        // nft 1.0.6 leaves table comments out of its JSON; the text listing has them.
+        // nft 1.0.6 leaves element comments out of its JSON; the text listing has them.
         let text = self
             .runner
-            .run("nft", &["list", "table", "inet", TABLE], None)?;
-        state.written_by_agent = text
-            .lines()
-            .nth(1)
-            .and_then(|line| line.trim().strip_prefix("comment \""))
-            .and_then(|rest| parse_table_comment(rest.trim_end_matches('"')));
+            .run("nft", &["list", "set", "inet", TABLE, STATE_SET], None)
+            .unwrap_or_default();
+        state.written_by_agent = Stamp::parse_listing(&text).map(|s| (s.generation, s.digest));
         Ok(Some(state))
     }
 }

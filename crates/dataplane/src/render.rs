@@ -1,36 +1,58 @@
-//! Translation of a [`NodeProgram`] into the text of one nftables table. Pure: no I/O.
+//! Translation of a [`NodeProgram`] into one nftables table ([`Table`]). Pure: no I/O.
 
+use crate::table::{ChainDef, Element, Fnv1a, SetDef, SetKind, Stamp, Table};
 use palisade_engine::{
     Analysis, ChainId, Direction, IpRange, Isolation, NodeProgram, PortMatch, PortSet, Protocol,
     RuleId, ip_to_u128, u128_to_ip,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-
-/// The table every node agent owns; nothing else in it is anyone else's.
-pub const TABLE: &str = "palisade";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RenderOptions {
-    /// Changes with every applied program, so flow records map log ids to the right program.
-    pub generation: u32,
     /// Log what would be dropped as AUDIT and accept it.
     pub audit: bool,
     /// NFLOG group of the verdict records.
     pub log_group: u16,
 }
 
+/// What a chain's log prefixes carry: a hash of everything that decides how its records are
+/// explained (direction, policies, rules with their peers and ports). Equal keys, equal
+/// explanations, whichever program a record is read with: prefixes need no generation, so
+/// an unchanged chain keeps its rules across syncs.
+pub type ChainKey = u64;
+
 /// A rendered table, ready for [`crate::Nft::apply`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ruleset {
-    /// `table inet palisade { … }`, without the add/delete that make it replace the old one.
-    pub text: String,
-    pub generation: u32,
-    /// Identifies the program and options whatever the generation: equal digests, equal tables.
+    /// Identifies the table: equal digests, equal tables.
     pub digest: u64,
     pub rules: usize,
     pub set_elements: usize,
+    /// Parallel to the program's chains.
+    pub chain_keys: Vec<ChainKey>,
+    pub(crate) table: Table,
+}
+
+impl Ruleset {
+    /// The table as a replace loads it, stamped with `generation`.
+    pub fn text(&self, generation: u32) -> String {
+        self.table.text(&self.stamp(generation))
+    }
+
+    pub(crate) fn stamp(&self, generation: u32) -> Stamp {
+        Stamp {
+            generation,
+            digest: self.digest,
+        }
+    }
+
+    /// The transaction that turns `in_force` into this table touching only what changed, or
+    /// `None` when replacing the whole table is needed or no more work.
+    pub fn delta(&self, in_force: &Ruleset, generation: u32) -> Option<String> {
+        self.table.delta(&in_force.table, &self.stamp(generation))
+    }
 }
 
 /// What an NFLOG prefix says about the verdict that produced it.
@@ -38,85 +60,65 @@ pub struct Ruleset {
 pub enum LogTag {
     /// The side is not isolated: every connection is admitted.
     Open(Direction),
-    Admitted(RuleId),
+    /// Admitted by the rule at this position of the chain's rules.
+    Admitted(ChainKey, usize),
     /// Admitted by the set of a chain: the rule is the first of the chain that admits the
     /// packet ([`ChainIndex`] names it, from the same program the set was rendered from).
-    AdmittedIn(ChainId),
-    Denied(ChainId),
+    AdmittedIn(ChainKey),
+    Denied(ChainKey),
     /// Would be denied, accepted because the agent audits.
-    Audit(ChainId),
+    Audit(ChainKey),
 }
 
 impl LogTag {
-    /// `pal <generation> <tag>`: short, as NFLOG prefixes are (at most 63 bytes in the kernel).
-    pub fn prefix(self, generation: u32) -> String {
-        let tag = match self {
-            LogTag::Open(Direction::Egress) => "oe".to_string(),
-            LogTag::Open(Direction::Ingress) => "oi".to_string(),
-            LogTag::Admitted(rule) => format!("a{rule}"),
-            LogTag::AdmittedIn(chain) => format!("k{chain}"),
-            LogTag::Denied(chain) => format!("d{chain}"),
-            LogTag::Audit(chain) => format!("u{chain}"),
-        };
-        format!("pal {generation} {tag}")
+    /// `pal <tag>`: short, as NFLOG prefixes are (at most 63 bytes in the kernel).
+    pub fn prefix(self) -> String {
+        match self {
+            LogTag::Open(Direction::Egress) => "pal oe".to_string(),
+            LogTag::Open(Direction::Ingress) => "pal oi".to_string(),
+            LogTag::Admitted(chain, position) => format!("pal a{chain:016x}.{position}"),
+            LogTag::AdmittedIn(chain) => format!("pal k{chain:016x}"),
+            LogTag::Denied(chain) => format!("pal d{chain:016x}"),
+            LogTag::Audit(chain) => format!("pal u{chain:016x}"),
+        }
     }
 
-    /// Parses what [`LogTag::prefix`] wrote: `(generation, tag)`.
-    pub fn parse(prefix: &str) -> Option<(u32, LogTag)> {
-        let mut words = prefix.trim_end_matches('\0').split(' ');
-        if words.next()? != "pal" {
-            return None;
-        }
-        let generation = words.next()?.parse().ok()?;
-        let tag = words.next()?;
-        let (kind, number) = tag.split_at_checked(1)?;
-        let tag = match (kind, number) {
+    /// Parses what [`LogTag::prefix`] wrote.
+    pub fn parse(prefix: &str) -> Option<LogTag> {
+        let tag = prefix.trim_end_matches('\0').strip_prefix("pal ")?;
+        let key = |hex: &str| {
+            (hex.len() == 16)
+                .then(|| ChainKey::from_str_radix(hex, 16).ok())
+                .flatten()
+        };
+        let (kind, rest) = tag.split_at_checked(1)?;
+        Some(match (kind, rest) {
             ("o", "e") => LogTag::Open(Direction::Egress),
             ("o", "i") => LogTag::Open(Direction::Ingress),
-            ("a", n) => LogTag::Admitted(n.parse().ok()?),
-            ("k", n) => LogTag::AdmittedIn(n.parse().ok()?),
-            ("d", n) => LogTag::Denied(n.parse().ok()?),
-            ("u", n) => LogTag::Audit(n.parse().ok()?),
+            ("a", rest) => {
+                let (chain, position) = rest.split_once('.')?;
+                LogTag::Admitted(key(chain)?, position.parse().ok()?)
+            }
+            ("k", hex) => LogTag::AdmittedIn(key(hex)?),
+            ("d", hex) => LogTag::Denied(key(hex)?),
+            ("u", hex) => LogTag::Audit(key(hex)?),
             _ => return None,
-        };
-        words.next().is_none().then_some((generation, tag))
+        })
     }
 }
 
 /// Renders the table for `program`. Names in comments come from `analysis`, which must be the
 /// one the program was compiled from.
 pub fn render(analysis: &Analysis, program: &NodeProgram, options: RenderOptions) -> Ruleset {
-    let body = Renderer::new(analysis, program, options).table();
-    // The digest is that of the table at generation 0. Only log prefixes hold the generation,
-    // and `log prefix "` cannot occur elsewhere (comments hold no quotes): rewriting them is
-    // the same as rendering again, at a fraction of the cost.
-    let digest = if options.generation == 0 {
-        fnv1a(body.as_bytes())
-    } else {
-        fnv1a(
-            body.replace(
-                &format!("log prefix \"pal {} ", options.generation),
-                "log prefix \"pal 0 ",
-            )
-            .as_bytes(),
-        )
-    };
-    let (rules, set_elements) = count(&body);
-    // The comment lets a restarted agent recognise its own table (see `Nft::current`).
-    let text = body.replacen(
-        "{\n",
-        &format!(
-            "{{\n\tcomment \"{}\"\n",
-            table_comment(options.generation, digest)
-        ),
-        1,
-    );
+    let renderer = Renderer::new(analysis, program, options);
+    let chain_keys = renderer.keys.clone();
+    let table = renderer.table();
     Ruleset {
-        digest,
-        text,
-        generation: options.generation,
-        rules,
-        set_elements,
+        digest: table.digest(),
+        rules: table.rules(),
+        set_elements: table.set_elements(),
+        chain_keys,
+        table,
     }
 }
 
@@ -124,9 +126,12 @@ struct Renderer<'a> {
     analysis: &'a Analysis,
     program: &'a NodeProgram,
     options: RenderOptions,
-    sets: String,
-    chains: String,
-    declared: HashMap<(String, Vec<String>), String>,
+    /// Per chain of the program: its name in the table, and its [`ChainKey`].
+    names: Vec<String>,
+    keys: Vec<ChainKey>,
+    sets: Vec<SetDef>,
+    chains: Vec<ChainDef>,
+    declared: HashMap<(String, Vec<Element>), String>,
 }
 
 #[derive(Clone, Copy)]
@@ -154,37 +159,65 @@ const FAMILIES: [Family; 2] = [
 
 impl<'a> Renderer<'a> {
     fn new(analysis: &'a Analysis, program: &'a NodeProgram, options: RenderOptions) -> Self {
+        let mut names = Vec::with_capacity(program.chains.len());
+        let mut taken = HashSet::new();
+        let mut keys = Vec::with_capacity(program.chains.len());
+        for chain in &program.chains {
+            // Named after the policies that isolate, not the chain's place in the program:
+            // a chain keeps its name (and the pod map elements that jump to it) while other
+            // policies come and go.
+            let mut identity = Fnv1a::default();
+            chain.direction.hash(&mut identity);
+            for &policy in &chain.policies {
+                analysis.policy(policy).qualified_name().hash(&mut identity);
+            }
+            let mut name = format!("c{:012x}", identity.finish() >> 16);
+            // Two policy sets of one hash (as unlikely as it is) still get two chains.
+            while !taken.insert(name.clone()) {
+                name.push('x');
+            }
+            names.push(name);
+            let mut content = identity;
+            for &rule in &chain.rules {
+                let rule = &program.rules[rule];
+                analysis
+                    .policy(rule.policy)
+                    .qualified_name()
+                    .hash(&mut content);
+                (rule.index, &rule.peers, &rule.ports).hash(&mut content);
+            }
+            keys.push(content.finish());
+        }
         Self {
             analysis,
             program,
             options,
-            sets: String::new(),
-            chains: String::new(),
+            names,
+            keys,
+            sets: Vec::new(),
+            chains: Vec::new(),
             declared: HashMap::new(),
         }
     }
 
-    fn table(mut self) -> String {
+    fn table(mut self) -> Table {
         self.pod_maps();
+        self.chains.push(self.forward_chain());
         for direction in [Direction::Egress, Direction::Ingress] {
-            let tag = LogTag::Open(direction);
-            let _ = writeln!(
-                self.chains,
-                "\tchain {} {{\n\t\t{}\n\t}}",
-                open_chain(direction),
-                self.log(tag)
-            );
+            let rule = self.log(LogTag::Open(direction));
+            self.chains.push(ChainDef {
+                name: open_chain(direction).to_string(),
+                head: Vec::new(),
+                rules: vec![rule],
+            });
         }
         for chain in 0..self.program.chains.len() {
             self.chain(chain);
         }
-        let mut out = String::new();
-        let _ = writeln!(out, "table inet {TABLE} {{");
-        out.push_str(&self.sets);
-        out.push_str(&self.forward_chain());
-        out.push_str(&self.chains);
-        out.push_str("}\n");
-        out
+        Table {
+            sets: self.sets,
+            chains: self.chains,
+        }
     }
 
     /// Per direction and family: local pod address → the chain that decides its side.
@@ -194,96 +227,100 @@ impl<'a> Renderer<'a> {
                 let mut elements = Vec::new();
                 for pod in &self.program.locals {
                     let target = match side_isolation(pod, direction) {
-                        Isolation::Open => open_chain(direction).to_string(),
-                        Isolation::Isolated(chain) => format!("c{chain}"),
+                        Isolation::Open => open_chain(direction),
+                        Isolation::Isolated(chain) => self.names[chain].as_str(),
                     };
                     for ip in pod.ips.iter().filter(|ip| ip.is_ipv4() == family.v4) {
-                        elements.push(format!("{ip} : jump {target}"));
+                        elements.push(Element {
+                            key: ip.to_string(),
+                            value: Some(format!("jump {target}")),
+                        });
                     }
                 }
-                let name = pod_map(direction, family);
+                let mut head = vec![format!("type {} : verdict", family.addr_type)];
                 // With its size known the kernel allocates the hash once (a fixed-size one):
-                // growing it while 10k elements go in was a tenth of the load time.
-                let size = if elements.is_empty() {
-                    String::new()
-                } else {
-                    format!("\t\tsize {}\n", elements.len())
-                };
-                let _ = writeln!(
-                    self.sets,
-                    "\tmap {name} {{\n\t\ttype {} : verdict\n{size}{}\t}}",
-                    family.addr_type,
-                    elements_line(&elements)
-                );
+                // growing it while 10k elements go in was a tenth of the load time. A power
+                // of two, so that pods coming and going rarely change it (which takes a
+                // replace of the table instead of a change of elements).
+                if !elements.is_empty() {
+                    head.push(format!(
+                        "size {}",
+                        elements.len().next_power_of_two().max(64)
+                    ));
+                }
+                self.sets.push(SetDef {
+                    name: pod_map(direction, family),
+                    kind: SetKind::Map,
+                    head,
+                    elements,
+                });
             }
         }
     }
 
-    fn forward_chain(&self) -> String {
-        let mut out = String::from(
-            "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\
-             \t\tct state established,related accept\n",
-        );
+    fn forward_chain(&self) -> ChainDef {
+        let mut rules = vec!["ct state established,related accept".to_string()];
         if !self.options.audit {
             // A TCP connection starts with a SYN: a mid-stream packet without conntrack state
             // (its entry was revoked) must not be picked up as a new connection.
-            out.push_str("\t\ttcp flags & (fin | syn | rst | ack) != syn ct state new drop\n");
+            rules.push("tcp flags & (fin | syn | rst | ack) != syn ct state new drop".to_string());
         }
         // NetworkPolicy governs TCP, UDP and SCTP only (ICMP, neighbour discovery pass).
-        out.push_str("\t\tmeta l4proto != { tcp, udp, sctp } accept\n");
+        rules.push("meta l4proto != { tcp, udp, sctp } accept".to_string());
         for (direction, addr) in [(Direction::Egress, "saddr"), (Direction::Ingress, "daddr")] {
             for family in FAMILIES {
-                let _ = writeln!(
-                    out,
-                    "\t\t{} {addr} vmap @{}",
+                rules.push(format!(
+                    "{} {addr} vmap @{}",
                     family.keyword,
                     pod_map(direction, family)
-                );
+                ));
             }
         }
-        out.push_str("\t}\n");
-        out
+        ChainDef {
+            name: "forward".to_string(),
+            head: vec!["type filter hook forward priority filter; policy accept;".to_string()],
+            rules,
+        }
     }
 
     fn chain(&mut self, id: ChainId) {
         let chain = &self.program.chains[id];
+        let key = self.keys[id];
         let names: Vec<String> = chain
             .policies
             .iter()
             .map(|&p| self.analysis.policy(p).qualified_name())
             .collect();
-        let mut body = String::new();
         let per_destination = chain
             .rules
             .iter()
             .any(|&r| matches!(self.program.rules[r].ports, PortMatch::PerDestination(_)));
-        if per_destination {
+        let mut rules = if per_destination {
             // Named ports resolve per destination address: one rule after the other.
-            for &rule in &chain.rules {
-                for line in self.rule(rule) {
-                    let _ = writeln!(body, "\t\t{line}");
-                }
+            let mut rules = Vec::new();
+            for position in 0..chain.rules.len() {
+                rules.extend(self.rule(id, position));
             }
+            rules
         } else {
-            for line in self.chain_maps(id) {
-                let _ = writeln!(body, "\t\t{line}");
-            }
-        }
-        let verdict = if self.options.audit {
-            // `return`, not `accept`: the other side must still be evaluated and logged.
-            format!("{} return", self.log(LogTag::Audit(id)))
-        } else {
-            format!("{} drop", self.log(LogTag::Denied(id)))
+            self.chain_maps(id)
         };
-        let _ = writeln!(
-            self.chains,
-            "\tchain c{id} {{\n\t\tcomment {}\n{body}\t\t{verdict}\n\t}}",
-            quote(&format!(
-                "{} isolated by {}",
-                chain.direction,
-                names.join(", ")
-            ))
-        );
+        rules.push(if self.options.audit {
+            // `return`, not `accept`: the other side must still be evaluated and logged.
+            format!("{} return", self.log(LogTag::Audit(key)))
+        } else {
+            format!("{} drop", self.log(LogTag::Denied(key)))
+        });
+        let comment = quote(&format!(
+            "{} isolated by {}",
+            chain.direction,
+            names.join(", ")
+        ));
+        self.chains.push(ChainDef {
+            name: self.names[id].clone(),
+            head: vec![format!("comment {comment}")],
+            rules,
+        });
     }
 
     /// A chain's rules as one lookup per family instead of a walk: a set of the peer address
@@ -299,7 +336,7 @@ impl<'a> Renderer<'a> {
             Direction::Ingress => "saddr",
             Direction::Egress => "daddr",
         };
-        let verdict = format!("{} return", self.log(LogTag::AdmittedIn(id)));
+        let verdict = format!("{} return", self.log(LogTag::AdmittedIn(self.keys[id])));
         let index = ChainIndex::new(self.program, id);
         let mut lines = Vec::new();
         for (family, table) in FAMILIES.into_iter().zip(index.tables) {
@@ -346,15 +383,20 @@ impl<'a> Renderer<'a> {
                     format!("{} {peer_addr} . meta l4proto . th dport", family.keyword),
                 )
             };
-            let name = self.set(format!("c{id}_{}", family.suffix), &kind, elements);
+            let name = self.set(
+                format!("{}_{}", self.names[id], family.suffix),
+                &kind,
+                elements,
+            );
             lines.push(format!("{key} @{name} {verdict}"));
         }
         lines
     }
 
-    /// The nft rules of one compiled policy rule: one per address family it has addresses in.
-    fn rule(&mut self, id: RuleId) -> Vec<String> {
-        let rule = &self.program.rules[id];
+    /// The nft rules of the rule at `position` of chain `id`: one per address family it has
+    /// addresses in.
+    fn rule(&mut self, id: ChainId, position: usize) -> Vec<String> {
+        let rule = &self.program.rules[self.program.chains[id].rules[position]];
         let policy = self.analysis.policy(rule.policy);
         let comment = quote(&format!(
             "{} {} rule {}",
@@ -366,11 +408,15 @@ impl<'a> Renderer<'a> {
             Direction::Ingress => "saddr",
             Direction::Egress => "daddr",
         };
-        let verdict = format!("{} return", self.log(LogTag::Admitted(id)));
+        let verdict = format!(
+            "{} return",
+            self.log(LogTag::Admitted(self.keys[id], position))
+        );
+        let prefix = format!("{}_r{position}", self.names[id]);
         let port_match = match &rule.ports {
             PortMatch::Uniform(ports) => {
                 let name = self.set(
-                    format!("r{id}_ports"),
+                    format!("{prefix}_ports"),
                     "inet_proto . inet_service",
                     port_elements(ports),
                 );
@@ -398,7 +444,7 @@ impl<'a> Renderer<'a> {
                     continue;
                 }
                 let name = self.set(
-                    format!("r{id}_peers{}", family.suffix),
+                    format!("{prefix}_peers{}", family.suffix),
                     family.addr_type,
                     elements,
                 );
@@ -418,7 +464,7 @@ impl<'a> Renderer<'a> {
                     continue;
                 }
                 let kind = format!("{} . inet_proto . inet_service", family.addr_type);
-                let name = self.set(format!("r{id}_dst{}", family.suffix), &kind, elements);
+                let name = self.set(format!("{prefix}_dst{}", family.suffix), &kind, elements);
                 matches.push(format!(
                     "{} daddr . meta l4proto . th dport @{name}",
                     family.keyword
@@ -433,15 +479,20 @@ impl<'a> Renderer<'a> {
     /// Declares a set, or returns the name of an equal one: policies that select alike peers
     /// share their sets, so elements grow with distinct peer groups, not with rules.
     fn set(&mut self, name: String, kind: &str, elements: Vec<String>) -> String {
+        let elements: Vec<Element> = elements
+            .into_iter()
+            .map(|key| Element { key, value: None })
+            .collect();
         let key = (kind.to_string(), elements);
         if let Some(existing) = self.declared.get(&key) {
             return existing.clone();
         }
-        let _ = writeln!(
-            self.sets,
-            "\tset {name} {{\n\t\ttype {kind}\n\t\tflags interval\n{}\t}}",
-            elements_line(&key.1)
-        );
+        self.sets.push(SetDef {
+            name: name.clone(),
+            kind: SetKind::Set,
+            head: vec![format!("type {kind}"), "flags interval".to_string()],
+            elements: key.1.clone(),
+        });
         self.declared.insert(key, name.clone());
         name
     }
@@ -449,7 +500,7 @@ impl<'a> Renderer<'a> {
     fn log(&self, tag: LogTag) -> String {
         format!(
             "log prefix \"{}\" group {}",
-            tag.prefix(self.options.generation),
+            tag.prefix(),
             self.options.log_group
         )
     }
@@ -533,20 +584,6 @@ fn port_keys(ports: &PortMatch) -> Vec<(u128, u128)> {
         .collect()
 }
 
-pub(crate) fn table_comment(generation: u32, digest: u64) -> String {
-    format!("palisade generation={generation} digest={digest:016x}")
-}
-
-/// Reads what [`table_comment`] wrote: `(generation, digest)`.
-pub(crate) fn parse_table_comment(comment: &str) -> Option<(u32, u64)> {
-    let rest = comment.strip_prefix("palisade generation=")?;
-    let (generation, digest) = rest.split_once(" digest=")?;
-    Some((
-        generation.parse().ok()?,
-        u64::from_str_radix(digest, 16).ok()?,
-    ))
-}
-
 fn side_isolation(pod: &palisade_engine::LocalPod, direction: Direction) -> Isolation {
     match direction {
         Direction::Ingress => pod.ingress,
@@ -594,14 +631,6 @@ fn port_elements(ports: &PortSet) -> Vec<String> {
             })
         })
         .collect()
-}
-
-fn elements_line(elements: &[String]) -> String {
-    if elements.is_empty() {
-        String::new()
-    } else {
-        format!("\t\telements = {{ {} }}\n", elements.join(", "))
-    }
 }
 
 /// Splits `[first, last]` of a value line into the stretches where the set of covering items
@@ -747,33 +776,6 @@ fn quote(text: &str) -> String {
         clean.push_str("...");
     }
     format!("\"{clean}\"")
-}
-
-/// (rules, set elements) in a rendered table; statements inside chains are rules.
-fn count(text: &str) -> (usize, usize) {
-    let mut rules = 0;
-    let mut elements = 0;
-    let mut in_chain = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with("chain ") {
-            in_chain = true;
-        } else if line == "}" {
-            in_chain = false;
-        } else if let Some(list) = line.strip_prefix("elements = {") {
-            elements += list.trim_end_matches('}').split(',').count();
-        } else if in_chain && !line.starts_with("type ") && !line.starts_with("comment ") {
-            rules += 1;
-        }
-    }
-    (rules, elements)
-}
-
-/// A stable hash (std's hasher may change between releases; digests are stored in the table).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

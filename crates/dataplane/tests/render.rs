@@ -36,60 +36,64 @@ fn numbered_shop() -> Cluster {
 }
 
 fn ruleset_of(cluster: Cluster, audit: bool) -> (palisade_dataplane::Ruleset, NodeProgram) {
-    let (_, program, ruleset) = common::compile(cluster, 7, audit);
+    let (_, program, ruleset) = common::compile(cluster, audit);
     (ruleset, program)
 }
 
 #[test]
 fn shop_table() {
     let (ruleset, _) = shop_ruleset(false);
-    insta::assert_snapshot!(ruleset.text);
+    insta::assert_snapshot!(ruleset.text(7));
 }
 
 #[test]
 fn numbered_shop_table_has_one_lookup_per_chain_and_family() {
     let (ruleset, _) = ruleset_of(numbered_shop(), false);
-    insta::assert_snapshot!(ruleset.text);
+    insta::assert_snapshot!(ruleset.text(7));
 }
 
 #[test]
 fn shop_table_in_audit_mode_accepts_what_it_would_drop() {
     let (enforcing, _) = shop_ruleset(false);
     let (audit, _) = shop_ruleset(true);
-    assert!(enforcing.text.contains("drop") && !audit.text.contains("drop"));
-    assert!(audit.text.contains("pal 7 u0\" group 100 return"));
+    let (enforcing_text, audit_text) = (enforcing.text(7), audit.text(7));
+    assert!(enforcing_text.contains("drop") && !audit_text.contains("drop"));
+    let tag = LogTag::Audit(audit.chain_keys[0]).prefix();
+    assert!(audit_text.contains(&format!("{tag}\" group 100 return")));
     assert_ne!(enforcing.digest, audit.digest);
 }
 
+/// The digest tells tables apart, the generation only stamps them; chain keys follow what the
+/// chain holds, chain names only which policies isolate.
 #[test]
-fn digest_ignores_the_generation_only() {
+fn digests_and_chain_keys_follow_the_content() {
     let analysis = Analysis::new(common::shop());
+    let options = RenderOptions {
+        audit: false,
+        log_group: 100,
+    };
     let local = vec![(0, analysis.endpoint(0).ips.clone())];
     let program = NodeProgram::compile(&analysis, &local);
-    let at = |generation| {
-        render(
-            &analysis,
-            &program,
-            RenderOptions {
-                generation,
-                audit: false,
-                log_group: 100,
-            },
-        )
-    };
-    assert_eq!(at(1).digest, at(2).digest);
-    assert_ne!(at(1).text, at(2).text);
+    let one = render(&analysis, &program, options);
+    assert_eq!(one, render(&analysis, &program, options));
+    assert_ne!(one.text(1), one.text(2));
     let fewer = NodeProgram::compile(&analysis, &[(1, analysis.endpoint(1).ips.clone())]);
-    let other = render(
-        &analysis,
-        &fewer,
-        RenderOptions {
-            generation: 1,
-            audit: false,
-            log_group: 100,
-        },
-    );
-    assert_ne!(at(1).digest, other.digest);
+    assert_ne!(one.digest, render(&analysis, &fewer, options).digest);
+
+    // web's second rule admits one port more: same chain name, another key.
+    let mut cluster = common::shop();
+    cluster.policies[0].ingress[1].ports[0].end_port = Some(83);
+    let wider = Analysis::new(cluster);
+    let wider_program = NodeProgram::compile(&wider, &local);
+    let other = render(&wider, &wider_program, options);
+    assert_ne!(one.digest, other.digest);
+    assert_ne!(one.chain_keys, other.chain_keys);
+    let chain_name = |text: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with("chain c"))
+            .map(str::to_string)
+    };
+    assert_eq!(chain_name(&one.text(1)), chain_name(&other.text(1)));
 }
 
 #[test]
@@ -97,20 +101,23 @@ fn log_tags_round_trip() {
     for tag in [
         LogTag::Open(Direction::Egress),
         LogTag::Open(Direction::Ingress),
-        LogTag::Admitted(12),
+        LogTag::Admitted(0x0123_4567_89ab_cdef, 12),
+        LogTag::AdmittedIn(u64::MAX),
         LogTag::Denied(3),
         LogTag::Audit(0),
     ] {
-        assert_eq!(LogTag::parse(&tag.prefix(42)), Some((42, tag)));
+        assert_eq!(LogTag::parse(&tag.prefix()), Some(tag), "{}", tag.prefix());
     }
     for bad in [
         "",
         "pal",
-        "pal x a1",
-        "pal 1 z1",
-        "pal 1 a",
-        "pal 1 a1 extra",
-        "other 1 a1",
+        "pal x",
+        "pal z0123456789abcdef",
+        "pal a0123456789abcdef",
+        "pal a0123456789abcdef.",
+        "pal k0123",
+        "pal k0123456789abcdef extra",
+        "other k0123456789abcdef",
     ] {
         assert_eq!(LogTag::parse(bad), None, "{bad:?}");
     }
@@ -144,7 +151,7 @@ fn nft_accepts_the_rendered_tables() {
     ] {
         let (ruleset, _) = ruleset_of(cluster, audit);
         nft.check(&ruleset)
-            .unwrap_or_else(|e| panic!("{e}\n{}", ruleset.text));
+            .unwrap_or_else(|e| panic!("{e}\n{}", ruleset.text(1)));
     }
 }
 

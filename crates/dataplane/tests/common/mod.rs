@@ -13,11 +13,10 @@ use palisade_engine::{
 };
 
 /// The cluster compiled and rendered as one node hosting every pod.
-pub fn compile(cluster: Cluster, generation: u32, audit: bool) -> (Analysis, NodeProgram, Ruleset) {
+pub fn compile(cluster: Cluster, audit: bool) -> (Analysis, NodeProgram, Ruleset) {
     let analysis = Analysis::new(cluster);
     let program = NodeProgram::compile(&analysis, &every_pod_local(analysis.cluster()));
     let options = RenderOptions {
-        generation,
         audit,
         log_group: 100,
     };
