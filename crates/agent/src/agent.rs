@@ -5,6 +5,7 @@ use crate::flows::{FlowRecord, NflogSocket, record};
 use crate::metrics::{Metrics, VerdictLabels};
 use crate::state::{ChangeWaiter, Fingerprint, Snapshot, Sources};
 use palisade_dataplane::{Applied, Nft, RenderOptions, Runner, conntrack};
+use palisade_manifest::LoadCache;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -68,6 +69,8 @@ pub(crate) struct Agent {
     /// The program whose table is in the kernel, when this agent knows it (it applied or
     /// adopted it): the next sync applies only the changes from it.
     in_force: Option<Arc<Snapshot>>,
+    /// Parsed manifests, so a sync parses only the documents that changed.
+    cache: LoadCache,
     /// The rules in force were applied but the connections they deny were not all revoked.
     revoke_pending: bool,
 }
@@ -88,6 +91,7 @@ impl Agent {
             snapshots: Arc::default(),
             applied: None,
             in_force: None,
+            cache: LoadCache::default(),
             revoke_pending: false,
             args,
         }
@@ -114,7 +118,7 @@ impl Agent {
             audit: self.args.audit,
             log_group: self.args.log_group,
         };
-        let snapshot = match self.sources.compile(options) {
+        let snapshot = match self.sources.compile(options, Some(&mut self.cache)) {
             Ok(snapshot) => Arc::new(snapshot),
             Err(e) => {
                 self.metrics.error("load");

@@ -6,7 +6,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use palisade_dataplane::{ChainIndex, ChainKey, RenderOptions, Ruleset, render};
 use palisade_engine::{Analysis, ChainId, NodeProgram};
-use palisade_manifest::{LoadOptions, Severity, load_paths};
+use palisade_manifest::{LoadCache, LoadOptions, Severity, load_paths};
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -84,11 +84,22 @@ impl Sources {
         Fingerprint { files }
     }
 
-    /// Loads and compiles. Manifests with errors are refused as a whole: leaving out a broken
+    /// Loads and compiles; with a `cache`, only documents that changed since its last load
+    /// are parsed again. Manifests with errors are refused as a whole: leaving out a broken
     /// policy could open what it closes, so the last good program stays in force.
-    pub fn compile(&self, options: RenderOptions) -> anyhow::Result<Snapshot> {
+    pub fn compile(
+        &self,
+        options: RenderOptions,
+        cache: Option<&mut LoadCache>,
+    ) -> anyhow::Result<Snapshot> {
         let started = std::time::Instant::now();
-        let loaded = load_paths(&self.manifests, &self.load);
+        let (loaded, parsed_documents) = match cache {
+            Some(cache) => {
+                let loaded = cache.load_paths(&self.manifests, &self.load);
+                (loaded, Some(cache.last_parsed_documents()))
+            }
+            None => (load_paths(&self.manifests, &self.load), None),
+        };
         let loaded_at = started.elapsed();
         let errors: Vec<String> = loaded
             .diagnostics
@@ -125,6 +136,7 @@ impl Sources {
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         tracing::info!(
             load_ms = ms(loaded_at),
+            parsed_documents,
             analysis_ms = ms(analysed_at - loaded_at),
             program_ms = ms(compiled_at - analysed_at),
             render_ms = ms(started.elapsed() - compiled_at),

@@ -38,7 +38,7 @@ pub fn agents_synced(
             },
         };
         let wanted = sources
-            .compile(options)
+            .compile(options, None)
             .map_err(|e| LabError::Invalid(format!("{e:#}")))?
             .ruleset
             .digest;

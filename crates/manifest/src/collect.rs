@@ -6,7 +6,7 @@ use palisade_engine::{Endpoint, EndpointKind, Labels, Namespace, NetworkPolicy};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// An object that made it through validation, with where it was written.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Record<T> {
     pub item: T,
     pub file_index: usize,
@@ -16,14 +16,22 @@ pub(crate) struct Record<T> {
     pub name_origin: Origin,
 }
 
-#[derive(Debug)]
+impl<T> Record<T> {
+    fn relocate(&mut self, file_index: usize, shift: impl Fn(&mut Origin)) {
+        self.file_index = file_index;
+        shift(&mut self.origin);
+        shift(&mut self.name_origin);
+    }
+}
+
+#[derive(Clone, Debug)]
 pub(crate) struct Owner {
     pub kind: String,
     pub name: String,
     pub uid: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct EndpointInfo {
     pub endpoint: Endpoint,
     pub uid: Option<String>,
@@ -35,7 +43,7 @@ pub(crate) struct EndpointInfo {
 }
 
 /// Results in input order; batches of consecutive pieces append to each other.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Batch {
     pub namespaces: Vec<Record<Namespace>>,
     pub endpoints: Vec<Record<EndpointInfo>>,
@@ -60,6 +68,30 @@ impl Batch {
 
     pub fn diagnose(&mut self, file_index: usize, diagnostic: Diagnostic) {
         self.diagnostics.push((file_index, diagnostic));
+    }
+
+    /// Moves what one document yielded to where that document is now: input file
+    /// `file_index` (of the same name), starting after line `first_line` instead of
+    /// `was_first_line`. Positions are the document's own plus its first line, and messages
+    /// hold none, so this gives what loading the document there gives.
+    pub fn relocate(&mut self, file_index: usize, was_first_line: usize, first_line: usize) {
+        // Every line of a document is past `was_first_line`: nothing saturates.
+        let shift = |origin: &mut Origin| {
+            origin.line = (origin.line + first_line).saturating_sub(was_first_line);
+        };
+        for r in &mut self.namespaces {
+            r.relocate(file_index, shift);
+        }
+        for r in &mut self.endpoints {
+            r.relocate(file_index, shift);
+        }
+        for r in &mut self.policies {
+            r.relocate(file_index, shift);
+        }
+        for (file, diagnostic) in &mut self.diagnostics {
+            *file = file_index;
+            shift(&mut diagnostic.origin);
+        }
     }
 
     pub fn finish(mut self) -> Loaded {

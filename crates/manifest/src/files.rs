@@ -14,6 +14,14 @@ pub(crate) struct Text {
     pub text: String,
 }
 
+/// `(name, text)` of each text, as [`crate::load`] takes them.
+pub(crate) fn pairs(texts: &[Text]) -> Vec<(&str, &str)> {
+    texts
+        .iter()
+        .map(|t| (t.name.as_str(), t.text.as_str()))
+        .collect()
+}
+
 /// Reads every input in order, each file once. Problems (missing files, unreadable or non-UTF-8 ones) become
 /// diagnostics; the other inputs are still read.
 pub(crate) fn read_all(paths: &[PathBuf], batch: &mut Batch) -> Vec<Text> {
@@ -51,8 +59,11 @@ fn walk(
     batch: &mut Batch,
     index: usize,
 ) {
+    let real_dir = dir.canonicalize().ok();
     // Symlinks may form loops; each real directory is read once.
-    if !first_visit(dir, visited) {
+    if let Some(real) = &real_dir
+        && !visited.insert(real.clone())
+    {
         return;
     }
     let entries = match std::fs::read_dir(dir) {
@@ -69,7 +80,15 @@ fn walk(
     let mut paths = Vec::new();
     for entry in entries {
         match entry {
-            Ok(entry) => paths.push(entry.path()),
+            // Not a symlink: the type the directory lists is the entry's own, and its real path
+            // is its name in the real directory. Saves two system calls per file.
+            Ok(entry) => match (entry.file_type(), &real_dir) {
+                (Ok(kind), Some(real)) if !kind.is_symlink() => {
+                    let real = real.join(entry.file_name());
+                    paths.push((entry.path(), Some((kind.is_dir(), real))));
+                }
+                _ => paths.push((entry.path(), None)),
+            },
             Err(err) => fail(
                 batch,
                 index,
@@ -78,17 +97,23 @@ fn walk(
             ),
         }
     }
-    paths.sort();
-    for path in paths {
-        if path.is_dir() {
+    paths.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (path, known) in paths {
+        let is_dir = known.as_ref().map_or_else(|| path.is_dir(), |k| k.0);
+        if is_dir {
             walk(&path, out, visited, batch, index);
         } else if path
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| EXTENSIONS.contains(&e))
-            && first_visit(&path, visited)
         {
-            out.push(path);
+            let first = match known {
+                Some((_, real)) => visited.insert(real),
+                None => first_visit(&path, visited),
+            };
+            if first {
+                out.push(path);
+            }
         }
     }
 }

@@ -18,6 +18,7 @@
 //!   that are used but not declared are added, all labelled `kubernetes.io/metadata.name`.
 //! - A second object of the same kind, namespace and name is an error and left out.
 
+mod cache;
 mod collect;
 mod de;
 mod files;
@@ -28,13 +29,14 @@ mod path;
 mod policy;
 mod yaml;
 
+pub use cache::LoadCache;
 use collect::Batch;
 use palisade_engine::Cluster;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Namespace for objects that name none (`-n`); `default` unless told otherwise.
     pub default_namespace: String,
@@ -121,15 +123,12 @@ impl Loaded {
 }
 
 /// Loads files, directories (recursively: .yaml, .yml, .json, in sorted order) and `-` (stdin).
-/// Files named explicitly are read whatever their extension.
+/// Files named explicitly are read whatever their extension. To load the same inputs again
+/// after edits, [`LoadCache::load_paths`] gives the same result faster.
 pub fn load_paths(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
     let mut batch = Batch::default();
-    let files = files::read_all(paths, &mut batch);
-    let texts: Vec<(&str, &str)> = files
-        .iter()
-        .map(|f| (f.name.as_str(), f.text.as_str()))
-        .collect();
-    load::texts(&texts, options, batch).finish()
+    let texts = files::read_all(paths, &mut batch);
+    load::texts(&files::pairs(&texts), options, batch).finish()
 }
 
 /// Loads one document stream; `name` is used as the file name in origins and diagnostics.

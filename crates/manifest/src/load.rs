@@ -4,56 +4,93 @@
 use crate::LoadOptions;
 use crate::collect::Batch;
 use crate::objects::{self, Source};
-use crate::yaml::{Node, Piece, RootSoFar, Sink, YamlError, parse_piece, split_documents};
+use crate::yaml::{Node, RootSoFar, Sink, YamlError, parse_piece, split_documents};
 
 /// Below this much text a second thread costs more than it saves.
 const PARALLEL_MIN_BYTES: usize = 1 << 20;
 
-struct Task<'t> {
-    file_index: usize,
-    name: &'t str,
-    text: &'t str,
-    piece: Piece,
+/// One document of one input text.
+#[derive(Clone, Copy)]
+pub(crate) struct Document<'t> {
+    pub file_index: usize,
+    pub name: &'t str,
+    /// The document's own text (a [`crate::yaml::Piece`] of the file).
+    pub text: &'t str,
+    /// How many lines of the file precede it.
+    pub first_line: usize,
+}
+
+/// Every document of `(name, text)` pairs, in order.
+pub(crate) fn documents<'t>(texts: &[(&'t str, &'t str)]) -> Vec<Document<'t>> {
+    texts
+        .iter()
+        .enumerate()
+        .flat_map(|(file_index, &(name, text))| {
+            split_documents(text)
+                .into_iter()
+                .map(move |piece| Document {
+                    file_index,
+                    name,
+                    text: &text[piece.start..piece.end],
+                    first_line: piece.first_line,
+                })
+        })
+        .collect()
 }
 
 /// Loads `(name, text)` pairs; `batch` holds what came before (e.g. file errors).
 pub(crate) fn texts(texts: &[(&str, &str)], options: &LoadOptions, mut batch: Batch) -> Batch {
-    let tasks: Vec<Task<'_>> = texts
-        .iter()
-        .enumerate()
-        .flat_map(|(file_index, &(name, text))| {
-            split_documents(text).into_iter().map(move |piece| Task {
-                file_index,
-                name,
-                text,
-                piece,
-            })
-        })
-        .collect();
-    let total: usize = texts.iter().map(|(_, t)| t.len()).sum();
+    for result in in_parallel(&documents(texts), options, run) {
+        batch.append(result);
+    }
+    batch
+}
+
+/// One batch per document, in order, for callers that keep them apart (the cache).
+pub(crate) fn each(documents: &[Document<'_>], options: &LoadOptions) -> Vec<Batch> {
+    let per_group = |group: &[Document<'_>], options: &LoadOptions| -> Vec<Batch> {
+        group
+            .iter()
+            .map(|document| run(std::slice::from_ref(document), options))
+            .collect()
+    };
+    in_parallel(documents, options, per_group)
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// `work` over contiguous runs of `documents`, on every core when there is enough text;
+/// results in input order.
+fn in_parallel<T: Send>(
+    documents: &[Document<'_>],
+    options: &LoadOptions,
+    work: impl Fn(&[Document<'_>], &LoadOptions) -> T + Sync,
+) -> Vec<T> {
+    let total: usize = documents.iter().map(|d| d.text.len()).sum();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || total < PARALLEL_MIN_BYTES {
-        batch.append(run(&tasks, options));
-        return batch;
+        return vec![work(documents, options)];
     }
-    // Contiguous runs of about equal size, so appending them keeps input order.
+    // Contiguous runs of about equal size, so that their results follow input order.
     let share = total.div_ceil(threads);
-    let mut groups: Vec<&[Task<'_>]> = Vec::with_capacity(threads);
+    let mut groups: Vec<&[Document<'_>]> = Vec::with_capacity(threads);
     let (mut start, mut size) = (0, 0);
-    for (i, task) in tasks.iter().enumerate() {
-        size += task.piece.end - task.piece.start;
+    for (i, document) in documents.iter().enumerate() {
+        size += document.text.len();
         if size >= share {
-            groups.push(&tasks[start..=i]);
+            groups.push(&documents[start..=i]);
             (start, size) = (i + 1, 0);
         }
     }
-    if start < tasks.len() {
-        groups.push(&tasks[start..]);
+    if start < documents.len() {
+        groups.push(&documents[start..]);
     }
-    let results: Vec<Batch> = std::thread::scope(|scope| {
+    let work = &work;
+    std::thread::scope(|scope| {
         let handles: Vec<_> = groups
             .into_iter()
-            .map(|group| scope.spawn(move || run(group, options)))
+            .map(|group| scope.spawn(move || work(group, options)))
             .collect();
         handles
             .into_iter()
@@ -62,27 +99,22 @@ pub(crate) fn texts(texts: &[(&str, &str)], options: &LoadOptions, mut batch: Ba
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
             .collect()
-    });
-    for result in results {
-        batch.append(result);
-    }
-    batch
+    })
 }
 
-fn run(tasks: &[Task<'_>], options: &LoadOptions) -> Batch {
+fn run(documents: &[Document<'_>], options: &LoadOptions) -> Batch {
     let mut batch = Batch::default();
-    for task in tasks {
+    for document in documents {
         let mut loader = Loader {
             src: Source {
-                file: task.name,
-                file_index: task.file_index,
+                file: document.name,
+                file_index: document.file_index,
                 options,
             },
             batch: &mut batch,
             streamed: Batch::default(),
         };
-        let text = &task.text[task.piece.start..task.piece.end];
-        parse_piece(text, task.piece.first_line, &mut loader);
+        parse_piece(document.text, document.first_line, &mut loader);
     }
     batch
 }

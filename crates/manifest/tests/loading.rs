@@ -141,6 +141,28 @@ fn overlapping_arguments_load_each_file_once() {
 }
 
 #[test]
+fn symlinks_in_directories_neither_loop_nor_load_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let pod = |name: &str| format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\n");
+    std::fs::create_dir(root.join("sub")).expect("mkdir");
+    std::fs::write(root.join("a.yaml"), pod("a")).expect("write");
+    std::fs::write(root.join("sub/b.yaml"), pod("b")).expect("write");
+    let links = [
+        ("a.yaml", "alias.yaml"),
+        (".", "loop"),
+        ("sub", "subalias"),
+        ("sub/b.yaml", "z.yml"),
+    ];
+    for (target, link) in links {
+        std::os::unix::fs::symlink(root.join(target), root.join(link)).expect("symlink");
+    }
+    let loaded = load_paths(&[root.to_path_buf()], &LoadOptions::default());
+    assert_clean(&loaded);
+    assert_eq!(names(&loaded), ["default/a", "default/b"]);
+}
+
+#[test]
 fn explicit_files_and_missing_paths() {
     let paths = [
         testdata("tree/20-apps/notes.txt"),
