@@ -9,13 +9,16 @@
 #       and to x/c (same node) with no table, with the agent but no policy (the baseline the
 #       ratios are against), the same with the NFLOG statements removed from the table (what
 #       logging every new connection costs), one admitting policy, and 1k / 10k policies;
-#   (b) rule compile + apply at 10k pods / 1k policies (the `scale` example);
-#   (c) time from a policy change on disk to the client observing the new verdict.
+#   (b) rule compile + apply at 10k pods / 1k policies (the `scale` example), cold and for two
+#       everyday changes, with every pod on the node and with 110;
+#   (c) time from a policy change on disk to the client observing the new verdict, with both
+#       nodes' agents on CPU 1 and then with each node's agent on a CPU of its own.
 #
 # The N-policy case: every policy isolates the server pods (one chain), each admits x/a on its
 # own port (10000+j), and the policy admitting the measured port comes last (what a rule walk
 # would make the slowest; the agent renders the chain as one set lookup, and flow records name
-# the deciding rule by a binary search in the agent). In (c) the agent reloads all N policies.
+# the deciding rule by a binary search in the agent). In (c) the change is to the file of the
+# admitting policy; the agent parses only that file again, but compiles all N policies.
 #
 # All traffic stays inside the lab's own network namespaces (the lab has no link to the
 # machine). Every step is bounded by `timeout`; the lab and the scratch directory are removed
@@ -218,11 +221,22 @@ measure() {
 		echo "  $label ${PAIRS[$i]}: ${conn%% *} conn/s (${conn##* } failed), $tput Gbit/s" >&2
 	done
 	if [[ $count != none && $count != 0 ]]; then
-		local flipped
-		flipped=$(timeout 600 ip netns exec "$CLIENT" taskset -c 0 python3 "$WORK/conn.py" flip 10.77.0.2 8080 \
-			"$dir/zz-allow.yaml" "$WORK/allow.yaml" "$WORK/deny.yaml" "$FLIPS")
-		echo "  $label change to enforced (cross-node, $FLIPS changes each way): ${flipped//$'\n'/; }" >&2
-		FLIPPED+=("| $label | ${flipped//$'\n'/ | } |")
+		local row="| $label |" flipped cpus
+		# First as pinned above (both nodes' agents share CPU 1), then with each node's agent
+		# on a CPU of its own, as on real nodes (node 0's agent shares CPU 0 with the client,
+		# which only connects every few ms; node 1's decides the measured connection).
+		for cpus in shared own; do
+			if [[ $cpus == own ]]; then
+				for i in 0 1; do
+					for pid in $(ip netns pids "$(ns n$i)"); do taskset -a -p -c "$i" "$pid" >/dev/null; done
+				done
+			fi
+			flipped=$(timeout 600 ip netns exec "$CLIENT" taskset -c 0 python3 "$WORK/conn.py" flip 10.77.0.2 8080 \
+				"$dir/zz-allow.yaml" "$WORK/allow.yaml" "$WORK/deny.yaml" "$FLIPS")
+			echo "  $label change to enforced (cross-node, agents' CPU $cpus, $FLIPS changes each way): ${flipped//$'\n'/; }" >&2
+			row+=" ${flipped//$'\n'/ | } |"
+		done
+		FLIPPED+=("$row")
 	fi
 	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 	wait 2>/dev/null || true
@@ -254,9 +268,10 @@ for r in "${RESULTS[@]}"; do
 	EOF
 done
 echo
-echo "| policies | change to enforced: deny | allow |"
-echo "| --- | --- | --- |"
+echo "| policies | agents share CPU 1: to deny | to allow | each agent on its own CPU: to deny | to allow |"
+echo "| --- | --- | --- | --- | --- |"
 printf '%s\n' "${FLIPPED[@]}"
 echo
-echo "compile + apply (10k pods, 1k policies, release build):"
+echo "compile + apply (10k pods, 1k policies, release build), all pods on the node, then 110 (kubelet's default maximum):"
 timeout 900 cargo run --release -q -p palisade-dataplane --example scale -- 10000 1000
+timeout 900 cargo run --release -q -p palisade-dataplane --example scale -- 10000 1000 110

@@ -67,25 +67,53 @@ pub struct LoggedPacket {
     pub payload: Vec<u8>,
 }
 
-/// Builds the record of a logged packet with the newest of `snapshots` that has the chain it
-/// names (equal chain keys explain alike); `None` when the prefix is not ours, no kept program
-/// has its chain, or the packet is not TCP, UDP or SCTP.
+/// Builds the record of a logged packet; `None` when the prefix is not ours, no kept program
+/// explains it, or the packet is not TCP, UDP or SCTP.
+///
+/// A prefix names the chain by the policies that isolate (its rules stay unchanged when
+/// only what they admit changes, so a change is a few set elements, not new rules). The
+/// record is explained by the newest of `snapshots` that has the chain and, for an
+/// admission, admits the packet: a packet logged just before a change and read after it is
+/// explained by the program that admitted it.
 pub fn record(
     packet: &LoggedPacket,
     snapshots: &[std::sync::Arc<Snapshot>],
     node: &str,
 ) -> Option<FlowRecord> {
     let tag = LogTag::parse(&packet.prefix)?;
-    let (snapshot, chain) = match tag {
-        LogTag::Open(_) => (snapshots.first()?, None),
-        LogTag::Admitted(key, _)
-        | LogTag::AdmittedIn(key)
-        | LogTag::Denied(key)
-        | LogTag::Audit(key) => snapshots
-            .iter()
-            .find_map(|s| Some((s, Some(s.chain(key)?))))?,
-    };
     let (src, dst, protocol, sport, dport) = parse_packet(&packet.payload)?;
+    let peer = |direction| match direction {
+        Direction::Ingress => src,
+        Direction::Egress => dst,
+    };
+    // The snapshot, its chain, and for an admission the rule that admitted.
+    let (snapshot, chain, rule) = match tag {
+        LogTag::Open(_) => (snapshots.first()?, None, None),
+        LogTag::Denied(key) | LogTag::Audit(key) => snapshots
+            .iter()
+            .find_map(|s| Some((s, Some(s.chain(key)?), None)))?,
+        LogTag::Admitted(key, position) => snapshots.iter().find_map(|s| {
+            let chain = s.chain(key)?;
+            Some((
+                s,
+                Some(chain),
+                Some(*s.program.chains[chain].rules.get(position)?),
+            ))
+        })?,
+        LogTag::AdmittedIn(key) => {
+            // The chain's set holds what its rules admit; the rule that decided is the first
+            // of them that admits this packet, as the set was rendered.
+            let protocol = Protocol::ALL.into_iter().find(|p| p.as_str() == protocol)?;
+            snapshots.iter().find_map(|s| {
+                let chain = s.chain(key)?;
+                let direction = s.program.chains[chain].direction;
+                let rule = s
+                    .chain_index(chain)?
+                    .rule(peer(direction), protocol, dport)?;
+                Some((s, Some(chain), Some(rule)))
+            })?
+        }
+    };
     let analysis = &snapshot.analysis;
     let program = &snapshot.program;
     let names = |policies: &[usize]| -> Vec<String> {
@@ -107,19 +135,7 @@ pub fn record(
             Vec::new(),
             "not isolated".to_string(),
         ),
-        LogTag::Admitted(_, position) => admitted(*program.chains[chain?].rules.get(position)?)?,
-        LogTag::AdmittedIn(_) => {
-            // The chain's set holds what its rules admit; the rule that decided is the first
-            // of them that admits this packet, as the set was rendered.
-            let chain = chain?;
-            let direction = program.chains[chain].direction;
-            let peer = match direction {
-                Direction::Ingress => src,
-                Direction::Egress => dst,
-            };
-            let protocol = Protocol::ALL.into_iter().find(|p| p.as_str() == protocol)?;
-            admitted(snapshot.chain_index(chain)?.rule(peer, protocol, dport)?)?
-        }
+        LogTag::Admitted(..) | LogTag::AdmittedIn(_) => admitted(rule?)?,
         LogTag::Denied(_) | LogTag::Audit(_) => {
             let chain = &program.chains[chain?];
             let policies = names(&chain.policies);

@@ -17,10 +17,10 @@ pub struct RenderOptions {
     pub log_group: u16,
 }
 
-/// What a chain's log prefixes carry: a hash of everything that decides how its records are
-/// explained (direction, policies, rules with their peers and ports). Equal keys, equal
-/// explanations, whichever program a record is read with: prefixes need no generation, so
-/// an unchanged chain keeps its rules across syncs.
+/// What a chain's log prefixes carry and its name is made of: a hash of its direction and the
+/// policies that isolate, unique in a table. Not its place in the program, nor what its rules
+/// admit: a chain keeps its name, its rules and the pod map elements that jump to it while
+/// other policies come and go, or while what its own rules admit changes (a set's elements).
 pub type ChainKey = u64;
 
 /// A rendered table, ready for [`crate::Nft::apply`].
@@ -159,35 +159,23 @@ const FAMILIES: [Family; 2] = [
 
 impl<'a> Renderer<'a> {
     fn new(analysis: &'a Analysis, program: &'a NodeProgram, options: RenderOptions) -> Self {
-        let mut names = Vec::with_capacity(program.chains.len());
-        let mut taken = HashSet::new();
         let mut keys = Vec::with_capacity(program.chains.len());
+        let mut taken = HashSet::new();
         for chain in &program.chains {
-            // Named after the policies that isolate, not the chain's place in the program:
-            // a chain keeps its name (and the pod map elements that jump to it) while other
-            // policies come and go.
             let mut identity = Fnv1a::default();
             chain.direction.hash(&mut identity);
             for &policy in &chain.policies {
-                analysis.policy(policy).qualified_name().hash(&mut identity);
+                let policy = analysis.policy(policy);
+                (&policy.namespace, &policy.name).hash(&mut identity);
             }
-            let mut name = format!("c{:012x}", identity.finish() >> 16);
+            let mut key = identity.finish();
             // Two policy sets of one hash (as unlikely as it is) still get two chains.
-            while !taken.insert(name.clone()) {
-                name.push('x');
+            while !taken.insert(key) {
+                key = key.wrapping_add(1);
             }
-            names.push(name);
-            let mut content = identity;
-            for &rule in &chain.rules {
-                let rule = &program.rules[rule];
-                analysis
-                    .policy(rule.policy)
-                    .qualified_name()
-                    .hash(&mut content);
-                (rule.index, &rule.peers, &rule.ports).hash(&mut content);
-            }
-            keys.push(content.finish());
+            keys.push(key);
         }
+        let names = keys.iter().map(|key| format!("c{key:016x}")).collect();
         Self {
             analysis,
             program,

@@ -63,11 +63,11 @@ fn shop_table_in_audit_mode_accepts_what_it_would_drop() {
     assert_ne!(enforcing.digest, audit.digest);
 }
 
-/// The digest tells tables apart, the generation only stamps them; chain keys follow what the
-/// chain holds, chain names only which policies isolate.
+/// The digest tells tables apart, the generation only stamps them. Chains are named after the
+/// policies that isolate: when only what a rule admits changes, the change is set elements.
 #[test]
-fn digests_and_chain_keys_follow_the_content() {
-    let analysis = Analysis::new(common::shop());
+fn digests_follow_the_content_and_chains_the_policies() {
+    let analysis = Analysis::new(numbered_shop());
     let options = RenderOptions {
         audit: false,
         log_group: 100,
@@ -77,23 +77,36 @@ fn digests_and_chain_keys_follow_the_content() {
     let one = render(&analysis, &program, options);
     assert_eq!(one, render(&analysis, &program, options));
     assert_ne!(one.text(1), one.text(2));
+    let restamp = one.delta(&one, 2).expect("a change of the stamp");
+    assert!(
+        restamp.lines().count() == 2 && restamp.lines().all(|l| l.contains(" state ")),
+        "{restamp}"
+    );
     let fewer = NodeProgram::compile(&analysis, &[(1, analysis.endpoint(1).ips.clone())]);
     assert_ne!(one.digest, render(&analysis, &fewer, options).digest);
 
-    // web's second rule admits one port more: same chain name, another key.
-    let mut cluster = common::shop();
+    // web's second rule admits one port more: another table, the same chain and rules.
+    let mut cluster = numbered_shop();
     cluster.policies[0].ingress[1].ports[0].end_port = Some(83);
     let wider = Analysis::new(cluster);
-    let wider_program = NodeProgram::compile(&wider, &local);
-    let other = render(&wider, &wider_program, options);
+    let other = render(&wider, &NodeProgram::compile(&wider, &local), options);
     assert_ne!(one.digest, other.digest);
-    assert_ne!(one.chain_keys, other.chain_keys);
-    let chain_name = |text: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with("chain c"))
-            .map(str::to_string)
-    };
-    assert_eq!(chain_name(&one.text(1)), chain_name(&other.text(1)));
+    assert_eq!(one.chain_keys, other.chain_keys);
+    let delta = other.delta(&one, 2).expect("a change of elements");
+    let statements: Vec<&str> = delta
+        .lines()
+        .map(|line| line.split(" inet ").next().unwrap_or(line))
+        .collect();
+    assert_eq!(
+        statements,
+        [
+            "delete element",
+            "add element",
+            "delete element",
+            "add element"
+        ],
+        "{delta}"
+    );
 }
 
 #[test]

@@ -67,7 +67,7 @@ impl fmt::Display for IpRange {
 }
 
 /// Which destination ports a compiled rule admits.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PortMatch {
     /// The rule lists no ports: every port of every protocol.
     Any,
