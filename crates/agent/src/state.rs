@@ -10,7 +10,6 @@ use palisade_manifest::{LoadCache, LoadOptions, Severity, load_paths};
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 /// One compiled program with what is needed to explain its log records.
@@ -18,14 +17,11 @@ pub struct Snapshot {
     pub analysis: Analysis,
     pub program: NodeProgram,
     pub ruleset: Ruleset,
-    /// Per chain, which rule admits what: built on the first record that needs it.
-    indexes: Vec<OnceLock<ChainIndex>>,
     chains_by_key: HashMap<ChainKey, ChainId>,
 }
 
 impl Snapshot {
     pub fn new(analysis: Analysis, program: NodeProgram, ruleset: Ruleset) -> Self {
-        let indexes = program.chains.iter().map(|_| OnceLock::new()).collect();
         let chains_by_key = ruleset
             .chain_keys
             .iter()
@@ -36,7 +32,6 @@ impl Snapshot {
             analysis,
             program,
             ruleset,
-            indexes,
             chains_by_key,
         }
     }
@@ -46,10 +41,10 @@ impl Snapshot {
         self.chains_by_key.get(&key).copied()
     }
 
-    /// Which rule of `chain` admits what, as its set was rendered.
+    /// Which rule of `chain` admits what, as its set was rendered; `None` for a chain of one
+    /// rule after the other (its records name their rule).
     pub fn chain_index(&self, chain: ChainId) -> Option<&ChainIndex> {
-        let index = self.indexes.get(chain)?;
-        Some(index.get_or_init(|| ChainIndex::new(&self.program, chain)))
+        self.ruleset.chain_indexes.get(chain)?.as_ref()
     }
 }
 

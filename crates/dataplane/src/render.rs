@@ -32,6 +32,9 @@ pub struct Ruleset {
     pub set_elements: usize,
     /// Parallel to the program's chains.
     pub chain_keys: Vec<ChainKey>,
+    /// Parallel to the program's chains: the index of each chain rendered as one set, to
+    /// explain its records without building it again.
+    pub chain_indexes: Vec<Option<ChainIndex>>,
     pub(crate) table: Table,
 }
 
@@ -112,12 +115,13 @@ impl LogTag {
 pub fn render(analysis: &Analysis, program: &NodeProgram, options: RenderOptions) -> Ruleset {
     let renderer = Renderer::new(analysis, program, options);
     let chain_keys = renderer.keys.clone();
-    let table = renderer.table();
+    let (table, chain_indexes) = renderer.table();
     Ruleset {
         digest: table.digest(),
         rules: table.rules(),
         set_elements: table.set_elements(),
         chain_keys,
+        chain_indexes,
         table,
     }
 }
@@ -188,7 +192,7 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    fn table(mut self) -> Table {
+    fn table(mut self) -> (Table, Vec<Option<ChainIndex>>) {
         self.pod_maps();
         self.chains.push(self.forward_chain());
         for direction in [Direction::Egress, Direction::Ingress] {
@@ -199,13 +203,14 @@ impl<'a> Renderer<'a> {
                 rules: vec![rule],
             });
         }
-        for chain in 0..self.program.chains.len() {
-            self.chain(chain);
-        }
-        Table {
+        let indexes = (0..self.program.chains.len())
+            .map(|chain| self.chain(chain))
+            .collect();
+        let table = Table {
             sets: self.sets,
             chains: self.chains,
-        }
+        };
+        (table, indexes)
     }
 
     /// Per direction and family: local pod address → the chain that decides its side.
@@ -271,7 +276,8 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    fn chain(&mut self, id: ChainId) {
+    /// Renders chain `id`; returns its index when it is one set lookup.
+    fn chain(&mut self, id: ChainId) -> Option<ChainIndex> {
         let chain = &self.program.chains[id];
         let key = self.keys[id];
         let names: Vec<String> = chain
@@ -283,6 +289,7 @@ impl<'a> Renderer<'a> {
             .rules
             .iter()
             .any(|&r| matches!(self.program.rules[r].ports, PortMatch::PerDestination(_)));
+        let mut rendered_index = None;
         let mut rules = if per_destination {
             // Named ports resolve per destination address: one rule after the other.
             let mut rules = Vec::new();
@@ -291,7 +298,9 @@ impl<'a> Renderer<'a> {
             }
             rules
         } else {
-            self.chain_maps(id)
+            let (rules, index) = self.chain_maps(id);
+            rendered_index = Some(index);
+            rules
         };
         rules.push(if self.options.audit {
             // `return`, not `accept`: the other side must still be evaluated and logged.
@@ -309,6 +318,7 @@ impl<'a> Renderer<'a> {
             head: vec![format!("comment {comment}")],
             rules,
         });
+        rendered_index
     }
 
     /// A chain's rules as one lookup per family instead of a walk: a set of the peer address
@@ -318,7 +328,7 @@ impl<'a> Renderer<'a> {
     /// which rule admitted is named when the record is read, so the set needs no rule per
     /// element and neighbouring ports or addresses of different rules are one element (and no
     /// chain per rule: 10k rules on 10k ports loaded 10k chains and 10k elements).
-    fn chain_maps(&mut self, id: ChainId) -> Vec<String> {
+    fn chain_maps(&mut self, id: ChainId) -> (Vec<String>, ChainIndex) {
         let chain = &self.program.chains[id];
         let peer_addr = match chain.direction {
             Direction::Ingress => "saddr",
@@ -327,7 +337,7 @@ impl<'a> Renderer<'a> {
         let verdict = format!("{} return", self.log(LogTag::AdmittedIn(self.keys[id])));
         let index = ChainIndex::new(self.program, id);
         let mut lines = Vec::new();
-        for (family, table) in FAMILIES.into_iter().zip(index.tables) {
+        for (family, table) in FAMILIES.into_iter().zip(&index.tables) {
             let table = admitted(table);
             let mut entries = Vec::new();
             let mut port_pieces = BTreeSet::new();
@@ -378,7 +388,7 @@ impl<'a> Renderer<'a> {
             );
             lines.push(format!("{key} @{name} {verdict}"));
         }
-        lines
+        (lines, index)
     }
 
     /// The nft rules of the rule at `position` of chain `id`: one per address family it has
@@ -710,11 +720,11 @@ type AdmittedRange = (u128, u128, Vec<(u128, u128)>);
 
 /// What a [`first_rules`] table admits, whichever rule: neighbouring port pieces and then
 /// neighbouring addresses with the same pieces become one.
-fn admitted(table: Vec<(u128, u128, PortPieces)>) -> Vec<AdmittedRange> {
+fn admitted(table: &[(u128, u128, PortPieces)]) -> Vec<AdmittedRange> {
     let mut out: Vec<AdmittedRange> = Vec::new();
-    for (first, last, pieces) in table {
+    for &(first, last, ref pieces) in table {
         let mut ports: Vec<(u128, u128)> = Vec::new();
-        for (lo, hi, _) in pieces {
+        for &(lo, hi, _) in pieces {
             match ports.last_mut() {
                 Some(prev) if prev.1 + 1 == lo => prev.1 = hi,
                 _ => ports.push((lo, hi)),
