@@ -252,6 +252,39 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
         "{text}"
     );
 
+    // Someone deletes part of the table behind the agent's back: applying the next change
+    // fails, and the agent replaces the whole table instead. Then back to probe only, as a
+    // change again.
+    node.node
+        .runner()
+        .run("nft", &["delete element inet palisade state { 1 }"], None)
+        .unwrap();
+    let wait_for_new_table = |old: Option<u32>| {
+        for _ in 0..500 {
+            if generation(&nft).is_some_and(|g| Some(g) != old) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no new table after {old:?}");
+    };
+    let old = generation(&nft);
+    write(&policy_file, &db_policy("shop", "web"));
+    wait_for_new_table(old);
+    until(&node, WEB, DB, 5432, true);
+    let old = generation(&nft);
+    write(&policy_file, &db_policy("ops", "probe"));
+    wait_for_new_table(old);
+    until(&node, PROBE, DB, 5432, true);
+    let text = metrics(&node, metrics_addr);
+    for line in [
+        r#"palisade_errors_total{kind="apply_changes"} 1"#,
+        r#"palisade_applies_total{how="replace"} 2"#,
+        r#"palisade_applies_total{how="changes"} 2"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+
     let before = Nft::new(node.node.runner())
         .current()
         .unwrap()
