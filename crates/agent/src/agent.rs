@@ -332,7 +332,10 @@ fn count(metrics: &Metrics, flow: &FlowRecord) {
         .get_or_create(&VerdictLabels {
             direction: flow.direction.clone(),
             verdict: flow.verdict.as_str().to_string(),
-            policy: flow.policies.join(","),
+            policy: match flow.more_policies {
+                0 => flow.policies.join(","),
+                more => format!("{},+{more} more", flow.policies.join(",")),
+            },
         })
         .inc();
 }

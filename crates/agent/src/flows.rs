@@ -53,11 +53,22 @@ pub struct FlowRecord {
     pub protocol: String,
     pub direction: String,
     pub verdict: Verdict,
-    /// Policies that decided: the admitting rule's policy, or every isolating policy when none
-    /// admits. Empty when no policy isolates the pod.
+    /// Policies that decided: the admitting rule's policy, or the isolating policies when none
+    /// admits (the first [`NAMED_POLICIES`] of them). Empty when no policy isolates the pod.
     pub policies: Vec<String>,
+    /// Isolating policies left out of `policies`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub more_policies: usize,
     /// `ns/name ingress rule 0`, `no rule of ns/a, ns/b admits it`, or `not isolated`.
     pub decided_by: String,
+}
+
+/// How many isolating policies a record of a denial names: a record and a metric label stay
+/// small when 10k policies isolate a pod.
+pub const NAMED_POLICIES: usize = 5;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The parts of an NFLOG packet message a record needs.
@@ -116,18 +127,13 @@ pub fn record(
     };
     let analysis = &snapshot.analysis;
     let program = &snapshot.program;
-    let names = |policies: &[usize]| -> Vec<String> {
-        policies
-            .iter()
-            .map(|&p| analysis.policy(p).qualified_name())
-            .collect()
-    };
     let admitted = |rule: usize| {
         let rule = program.rules.get(rule)?;
         let name = analysis.policy(rule.policy).qualified_name();
         let by = format!("{name} {} rule {}", rule.direction, rule.index);
         Some((rule.direction, Verdict::Forwarded, vec![name], by))
     };
+    let mut more_policies = 0;
     let (direction, verdict, policies, decided_by) = match tag {
         LogTag::Open(direction) => (
             direction,
@@ -138,8 +144,20 @@ pub fn record(
         LogTag::Admitted(..) | LogTag::AdmittedIn(_) => admitted(rule?)?,
         LogTag::Denied(_) | LogTag::Audit(_) => {
             let chain = &program.chains[chain?];
-            let policies = names(&chain.policies);
-            let by = format!("no rule of {} admits it", policies.join(", "));
+            // A pod isolated by 10k policies: a record names a few, and counts the rest.
+            let named = chain.policies.len().min(NAMED_POLICIES);
+            let policies: Vec<String> = chain.policies[..named]
+                .iter()
+                .map(|&p| analysis.policy(p).qualified_name())
+                .collect();
+            more_policies = chain.policies.len() - named;
+            let by = match more_policies {
+                0 => format!("no rule of {} admits it", policies.join(", ")),
+                more => format!(
+                    "no rule of {} and {more} more policies admits it",
+                    policies.join(", ")
+                ),
+            };
             let verdict = if matches!(tag, LogTag::Audit(_)) {
                 Verdict::Audit
             } else {
@@ -176,6 +194,7 @@ pub fn record(
         .to_string(),
         verdict,
         policies,
+        more_policies,
         decided_by,
     })
 }
@@ -364,69 +383,80 @@ mod tests {
             NetworkPolicy, NodeProgram, Peer, PolicyTypes, PortRef, PortRule, Rule,
         };
         let labels = |app: &str| Labels::from([("app".to_string(), app.to_string())]);
-        let mut cluster = Cluster::default();
-        for (namespace, name, ip) in [
-            ("shop", "web", "10.1.0.1"),
-            ("ops", "probe", "10.2.0.1"),
-            ("ops", "other", "10.2.0.2"),
-        ] {
-            let mut pod = Endpoint::pod(namespace, name, labels(name));
-            pod.ips = vec![ip.parse().unwrap()];
-            cluster.endpoints.push(pod);
-        }
-        let tcp = |from: u16, to: u16| PortRule {
-            protocol: Protocol::Tcp,
-            port: Some(PortRef::Number(from)),
-            end_port: (to != from).then_some(to),
+        // web's policy admits probe on `probe_port`; `extra` more policies isolate web and
+        // admit nothing.
+        let shop = |probe_port: u16, extra: usize| {
+            let mut cluster = Cluster::default();
+            for (namespace, name, ip) in [
+                ("shop", "web", "10.1.0.1"),
+                ("ops", "probe", "10.2.0.1"),
+                ("ops", "other", "10.2.0.2"),
+            ] {
+                let mut pod = Endpoint::pod(namespace, name, labels(name));
+                pod.ips = vec![ip.parse().unwrap()];
+                cluster.endpoints.push(pod);
+            }
+            let tcp = |from: u16, to: u16| PortRule {
+                protocol: Protocol::Tcp,
+                port: Some(PortRef::Number(from)),
+                end_port: (to != from).then_some(to),
+            };
+            cluster.policies.push(NetworkPolicy {
+                namespace: "shop".to_string(),
+                name: "web".to_string(),
+                pod_selector: LabelSelector::with_labels([("app".to_string(), "web".to_string())]),
+                policy_types: PolicyTypes {
+                    ingress: true,
+                    egress: false,
+                },
+                ingress: vec![
+                    Rule {
+                        peers: vec![Peer::Pods {
+                            namespaces: NamespaceScope::Selected(LabelSelector::everything()),
+                            pods: LabelSelector::with_labels([(
+                                "app".to_string(),
+                                "probe".to_string(),
+                            )]),
+                        }],
+                        ports: vec![tcp(probe_port, probe_port)],
+                    },
+                    Rule {
+                        peers: vec![Peer::IpBlock(IpBlock {
+                            cidr: "10.2.0.0/24".parse().unwrap(),
+                            except: vec![],
+                        })],
+                        ports: vec![tcp(80, 81)],
+                    },
+                ],
+                egress: vec![],
+            });
+            for i in 0..extra {
+                let mut isolating = cluster.policies[0].clone();
+                isolating.name = format!("web-{i}");
+                isolating.ingress.clear();
+                cluster.policies.push(isolating);
+            }
+            cluster
         };
-        cluster.policies.push(NetworkPolicy {
-            namespace: "shop".to_string(),
-            name: "web".to_string(),
-            pod_selector: LabelSelector::with_labels([("app".to_string(), "web".to_string())]),
-            policy_types: PolicyTypes {
-                ingress: true,
-                egress: false,
-            },
-            ingress: vec![
-                Rule {
-                    peers: vec![Peer::Pods {
-                        namespaces: NamespaceScope::Selected(LabelSelector::everything()),
-                        pods: LabelSelector::with_labels([(
-                            "app".to_string(),
-                            "probe".to_string(),
-                        )]),
-                    }],
-                    ports: vec![tcp(80, 80)],
-                },
-                Rule {
-                    peers: vec![Peer::IpBlock(IpBlock {
-                        cidr: "10.2.0.0/24".parse().unwrap(),
-                        except: vec![],
-                    })],
-                    ports: vec![tcp(80, 81)],
-                },
-            ],
-            egress: vec![],
-        });
-        let analysis = Analysis::new(cluster);
-        let program = NodeProgram::compile(&analysis, &[(0, analysis.endpoint(0).ips.clone())]);
-        let ruleset = render(
-            &analysis,
-            &program,
-            RenderOptions {
+        let snapshot = |cluster: Cluster| {
+            let analysis = Analysis::new(cluster);
+            let program = NodeProgram::compile(&analysis, &[(0, analysis.endpoint(0).ips.clone())]);
+            let options = RenderOptions {
                 audit: false,
                 log_group: 100,
-            },
-        );
+            };
+            let ruleset = render(&analysis, &program, options);
+            std::sync::Arc::new(Snapshot::new(analysis, program, ruleset))
+        };
+        let old = snapshot(shop(80, 0));
+        let ruleset = &old.ruleset;
         let tag = LogTag::AdmittedIn(ruleset.chain_keys[0]);
         assert!(
             ruleset.text(1).contains(&tag.prefix()),
             "{}",
             ruleset.text(1)
         );
-        let snapshots = [std::sync::Arc::new(Snapshot::new(
-            analysis, program, ruleset,
-        ))];
+        let snapshots = [old.clone()];
         for (src, port, expected) in [
             ("10.2.0.1", 80, Some("shop/web ingress rule 0")),
             ("10.2.0.2", 80, Some("shop/web ingress rule 1")),
@@ -451,5 +481,45 @@ mod tests {
                 );
             }
         }
+
+        // web's policy admits probe on 82, then on 8080 only: the chain keeps its key, and a
+        // packet logged before the change is explained by the program that admitted it.
+        let before = snapshot(shop(82, 0));
+        let after = snapshot(shop(8080, 0));
+        assert_eq!(after.ruleset.chain_keys, before.ruleset.chain_keys);
+        let explain = |port: u16, snapshots: &[std::sync::Arc<Snapshot>]| {
+            let packet = LoggedPacket {
+                prefix: tag.prefix(),
+                payload: tcp_packet("10.2.0.1", "10.1.0.1", port),
+            };
+            record(&packet, snapshots, "n0").map(|r| r.decided_by)
+        };
+        let both = [after.clone(), before];
+        for (port, expected) in [
+            (82, Some("shop/web ingress rule 0")),
+            (8080, Some("shop/web ingress rule 0")),
+            (80, Some("shop/web ingress rule 1")),
+            (83, None),
+        ] {
+            assert_eq!(explain(port, &both).as_deref(), expected, "port {port}");
+        }
+        assert_eq!(explain(82, &[after]), None);
+
+        // Seven policies isolate web and none admits: a denial names five and counts two.
+        let many = snapshot(shop(80, 6));
+        let packet = LoggedPacket {
+            prefix: LogTag::Denied(many.ruleset.chain_keys[0]).prefix(),
+            payload: tcp_packet("10.2.0.2", "10.1.0.1", 9),
+        };
+        let denied = record(&packet, &[many], "n0").expect("a record");
+        assert_eq!(
+            (denied.verdict, denied.policies.len(), denied.more_policies),
+            (Verdict::Dropped, NAMED_POLICIES, 2)
+        );
+        assert_eq!(
+            denied.decided_by,
+            "no rule of shop/web, shop/web-0, shop/web-1, shop/web-2, shop/web-3 and 2 more \
+             policies admits it"
+        );
     }
 }

@@ -171,6 +171,7 @@ mod tests {
             direction: "INGRESS".into(),
             verdict,
             policies: vec!["shop/web".into()],
+            more_policies: 0,
             decided_by: "no rule of shop/web admits it".into(),
         }
     }
