@@ -30,15 +30,21 @@ fn shop_node(analysis: &Analysis) -> Node {
     node
 }
 
+/// The shop's pods serving on a node, with the shop's table applied (generation 1).
+fn enforced_shop() -> (Analysis, Ruleset, Node, Nft) {
+    let (analysis, _, ruleset) = common::compile(common::shop(), false);
+    let node = shop_node(&analysis);
+    let nft = Nft::new(node.node.runner());
+    nft.apply(&ruleset, 1, None).unwrap();
+    (analysis, ruleset, node, nft)
+}
+
 #[test]
 fn real_connections_equal_the_engine_and_replies_need_no_rule() {
     if skip() {
         return;
     }
-    let (analysis, _, ruleset) = common::compile(common::shop(), false);
-    let node = shop_node(&analysis);
-    let nft = Nft::new(node.node.runner());
-    nft.apply(&ruleset, 1, None).unwrap();
+    let (analysis, ruleset, node, nft) = enforced_shop();
     let state = nft.current().unwrap().expect("table loaded");
     assert_eq!(state.written_by_agent, Some((1, ruleset.digest)));
     assert_eq!(
@@ -120,10 +126,7 @@ fn updates_under_load_leak_no_denied_connection() {
     if skip() {
         return;
     }
-    let (analysis, _, ruleset) = common::compile(common::shop(), false);
-    let node = shop_node(&analysis);
-    let nft = Nft::new(node.node.runner());
-    nft.apply(&ruleset, 1, None).unwrap();
+    let (analysis, ruleset, node, nft) = enforced_shop();
     // ops/probe may not reach shop/db: db admits only web.
     let (probe_ip, db_ip): (IpAddr, IpAddr) =
         ("10.2.0.1".parse().unwrap(), "10.1.0.2".parse().unwrap());
@@ -208,10 +211,7 @@ fn revocation_stops_an_established_connection() {
     if skip() {
         return;
     }
-    let (analysis, _, ruleset) = common::compile(common::shop(), false);
-    let node = shop_node(&analysis);
-    let nft = Nft::new(node.node.runner());
-    nft.apply(&ruleset, 1, None).unwrap();
+    let (_, _, node, nft) = enforced_shop();
     // ops/probe → shop/web:80 is allowed now.
     let (probe_ip, web_ip): (IpAddr, IpAddr) =
         ("10.2.0.1".parse().unwrap(), "10.1.0.1".parse().unwrap());
