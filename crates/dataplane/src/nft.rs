@@ -163,13 +163,9 @@ impl Nft {
 
     /// Loads nothing; nft parses and checks the replace against the kernel.
     pub fn check(&self, ruleset: &Ruleset) -> Result<(), Error> {
-        self.check_transaction(&ruleset.table.replace(&ruleset.stamp(0)))
-    }
-
-    /// Loads nothing; nft parses and checks `transaction` against the kernel.
-    pub fn check_transaction(&self, transaction: &str) -> Result<(), Error> {
+        let transaction = ruleset.table.replace(&ruleset.stamp(0));
         self.runner
-            .run("nft", &["-c", "-f", "-"], Some(transaction))
+            .run("nft", &["-c", "-f", "-"], Some(&transaction))
             .map(drop)
     }
 

@@ -66,7 +66,7 @@ pub enum LogTag {
     /// Admitted by the rule at this position of the chain's rules.
     Admitted(ChainKey, usize),
     /// Admitted by the set of a chain: the rule is the first of the chain that admits the
-    /// packet ([`ChainIndex`] names it, from the same program the set was rendered from).
+    /// packet ([`ChainIndex`] names it, kept with the program the set was rendered from).
     AdmittedIn(ChainKey),
     Denied(ChainKey),
     /// Would be denied, accepted because the agent audits.
