@@ -280,27 +280,28 @@ impl<'a> Renderer<'a> {
     fn chain(&mut self, id: ChainId) -> Option<ChainIndex> {
         let chain = &self.program.chains[id];
         let key = self.keys[id];
-        let names: Vec<String> = chain
-            .policies
-            .iter()
-            .map(|&p| self.analysis.policy(p).qualified_name())
-            .collect();
+        // Names only until the comment is cut: a chain may have 10k policies, every sync.
+        let mut listing = format!("{} isolated by", chain.direction);
+        for (i, &policy) in chain.policies.iter().enumerate() {
+            if listing.len() > COMMENT_MAX {
+                break;
+            }
+            listing.push_str(if i == 0 { " " } else { ", " });
+            listing.push_str(&self.analysis.policy(policy).qualified_name());
+        }
         let per_destination = chain
             .rules
             .iter()
             .any(|&r| matches!(self.program.rules[r].ports, PortMatch::PerDestination(_)));
-        let mut rendered_index = None;
-        let mut rules = if per_destination {
+        let (mut rules, index) = if per_destination {
             // Named ports resolve per destination address: one rule after the other.
-            let mut rules = Vec::new();
-            for position in 0..chain.rules.len() {
-                rules.extend(self.rule(id, position));
-            }
-            rules
+            let rules = (0..chain.rules.len())
+                .flat_map(|position| self.rule(id, position))
+                .collect();
+            (rules, None)
         } else {
             let (rules, index) = self.chain_maps(id);
-            rendered_index = Some(index);
-            rules
+            (rules, Some(index))
         };
         rules.push(if self.options.audit {
             // `return`, not `accept`: the other side must still be evaluated and logged.
@@ -308,17 +309,12 @@ impl<'a> Renderer<'a> {
         } else {
             format!("{} drop", self.log(LogTag::Denied(key)))
         });
-        let comment = quote(&format!(
-            "{} isolated by {}",
-            chain.direction,
-            names.join(", ")
-        ));
         self.chains.push(ChainDef {
             name: self.names[id].clone(),
-            head: vec![format!("comment {comment}")],
+            head: vec![format!("comment {}", quote(&listing))],
             rules,
         });
-        rendered_index
+        index
     }
 
     /// A chain's rules as one lookup per family instead of a walk: a set of the peer address
