@@ -173,10 +173,10 @@ impl Agent {
         let revoke_took = revoke_started.elapsed();
         let took = started.elapsed();
         self.metrics.sync_seconds.observe(took.as_secs_f64());
-        self.metrics.rules.set(snapshot.ruleset.rules as i64);
+        self.metrics.rules.set(snapshot.ruleset.rules() as i64);
         self.metrics
             .set_elements
-            .set(snapshot.ruleset.set_elements as i64);
+            .set(snapshot.ruleset.set_elements() as i64);
         let now = applied_at.duration_since(UNIX_EPOCH).unwrap_or_default();
         self.metrics.last_sync.set(now.as_secs_f64());
         self.metrics.generation.set(i64::from(generation));
@@ -184,8 +184,8 @@ impl Agent {
         tracing::info!(
             generation,
             how,
-            rules = snapshot.ruleset.rules,
-            set_elements = snapshot.ruleset.set_elements,
+            rules = snapshot.ruleset.rules(),
+            set_elements = snapshot.ruleset.set_elements(),
             sync_ms = took.as_secs_f64() * 1e3,
             apply_ms = apply_took.as_secs_f64() * 1e3,
             revoke_ms = revoke_took.as_secs_f64() * 1e3,

@@ -114,8 +114,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          nft load {first_load:?}, atomic replace {replace:?}; compile + render + replace {:?}",
         program.locals.len(),
         program.chains.len(),
-        ruleset.rules,
-        ruleset.set_elements,
+        ruleset.rules(),
+        ruleset.set_elements(),
         analysed + programmed + rendered + replace,
     );
     // Changes the agent meets every day, applied as changes to the table in force.

@@ -28,8 +28,6 @@ pub type ChainKey = u64;
 pub struct Ruleset {
     /// Identifies the table: equal digests, equal tables.
     pub digest: u64,
-    pub rules: usize,
-    pub set_elements: usize,
     /// Parallel to the program's chains.
     pub chain_keys: Vec<ChainKey>,
     /// Parallel to the program's chains: the index of each chain rendered as one set, to
@@ -39,6 +37,16 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
+    /// Rules in the table's chains.
+    pub fn rules(&self) -> usize {
+        self.table.rules()
+    }
+
+    /// Elements in the table's sets and maps (the stamp aside).
+    pub fn set_elements(&self) -> usize {
+        self.table.set_elements()
+    }
+
     /// The table as a replace loads it, stamped with `generation`.
     pub fn text(&self, generation: u32) -> String {
         self.table.text(&self.stamp(generation))
@@ -118,8 +126,6 @@ pub fn render(analysis: &Analysis, program: &NodeProgram, options: RenderOptions
     let (table, chain_indexes) = renderer.table();
     Ruleset {
         digest: table.digest(),
-        rules: table.rules(),
-        set_elements: table.set_elements(),
         chain_keys,
         chain_indexes,
         table,

@@ -49,7 +49,7 @@ fn real_connections_equal_the_engine_and_replies_need_no_rule() {
     assert_eq!(state.written_by_agent, Some((1, ruleset.digest)));
     assert_eq!(
         (state.rules, state.set_elements),
-        (ruleset.rules, ruleset.set_elements)
+        (ruleset.rules(), ruleset.set_elements())
     );
 
     let addresses: Vec<IpAddr> = node.pods.iter().flat_map(|p| p.ips.clone()).collect();

@@ -141,10 +141,10 @@ fn counts_match_the_table() {
     let (ruleset, program) = shop_ruleset(false);
     // forward: 3 fixed + 4 lookups; open chains: 1 each; a final verdict per signature chain;
     // 8 compiled rule lines (named-port rules have one per address family).
-    assert_eq!(ruleset.rules, 7 + 2 + program.chains.len() + 8);
+    assert_eq!(ruleset.rules(), 7 + 2 + program.chains.len() + 8);
     // 12 pod map entries; set elements: r0 2+2, r1 1+2, r2 2+2, r4 1 (r3, probe's egress to
     // web's http, shares r0's destination sets).
-    assert_eq!(ruleset.set_elements, 12 + 12);
+    assert_eq!(ruleset.set_elements(), 12 + 12);
 }
 
 /// `nft -c` checks the table against the kernel without loading it (needs nft, and root for
