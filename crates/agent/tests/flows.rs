@@ -9,7 +9,6 @@ use palisade_agent::state::Snapshot;
 use palisade_agent::{FlowRecord, Verdict};
 use palisade_dataplane::{Nft, RenderOptions, render};
 use palisade_engine::{Analysis, NodeProgram};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -34,14 +33,7 @@ fn snapshot(audit: bool) -> Snapshot {
 /// Loads the table, makes the connections, and returns the records of what the kernel logged.
 fn logged(audit: bool, connections: &[(&str, &str, u16)]) -> (Vec<FlowRecord>, Vec<bool>) {
     let snapshot = Arc::new(snapshot(audit));
-    let ips: Vec<Vec<IpAddr>> = snapshot
-        .analysis
-        .cluster()
-        .endpoints
-        .iter()
-        .map(|e| e.ips.clone())
-        .collect();
-    let node = Node::new(&ips);
+    let node = Node::hosting(snapshot.analysis.cluster());
     node.serve(&[80, 5432], &[]);
     Nft::new(node.node.runner())
         .apply(&snapshot.ruleset, 3, None)

@@ -19,13 +19,7 @@ fn skip() -> bool {
 }
 
 fn shop_node(analysis: &Analysis) -> Node {
-    let ips: Vec<Vec<IpAddr>> = analysis
-        .cluster()
-        .endpoints
-        .iter()
-        .map(|e| e.ips.clone())
-        .collect();
-    let node = Node::new(&ips);
+    let node = Node::hosting(analysis.cluster());
     node.serve(&[80, 81, 5432], &[53, 81]);
     node
 }

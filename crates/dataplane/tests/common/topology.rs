@@ -31,6 +31,12 @@ fn sysctl(runner: &Runner, settings: &[&str]) {
 }
 
 impl Node {
+    /// One pod per endpoint of `cluster` (in its order), with the endpoint's addresses.
+    pub fn hosting(cluster: &palisade_engine::Cluster) -> Self {
+        let pods: Vec<Vec<IpAddr>> = cluster.endpoints.iter().map(|e| e.ips.clone()).collect();
+        Self::new(&pods)
+    }
+
     pub fn new(pods: &[Vec<IpAddr>]) -> Self {
         let node = Netns::create("palisade-t").unwrap();
         sysctl(
