@@ -84,14 +84,7 @@ impl Table {
         );
         for set in &self.sets {
             let _ = writeln!(out, "\t{} {} {{", set.kind.keyword(), set.name);
-            for line in &set.head {
-                let _ = writeln!(out, "\t\t{line}");
-            }
-            if !set.elements.is_empty() {
-                out.push_str("\t\telements = { ");
-                write_elements(&mut out, set.elements.iter());
-                out.push_str(" }\n");
-            }
+            write_set_body(&mut out, set);
             out.push_str("\t}\n");
         }
         for chain in &self.chains {
@@ -144,19 +137,14 @@ impl Table {
         }
         for set in &self.sets {
             let Some(old) = old_sets.get(set.name.as_str()) else {
-                let _ = write!(
+                let _ = writeln!(
                     out,
-                    "add {} inet {TABLE} {} {{ {};",
+                    "add {} inet {TABLE} {} {{",
                     set.kind.keyword(),
-                    set.name,
-                    set.head.join("; ")
+                    set.name
                 );
-                if !set.elements.is_empty() {
-                    out.push_str(" elements = { ");
-                    write_elements(&mut out, set.elements.iter());
-                    out.push_str(" };");
-                }
-                out.push_str(" }\n");
+                write_set_body(&mut out, set);
+                out.push_str("}\n");
                 work += set.elements.len();
                 continue;
             };
@@ -263,6 +251,19 @@ impl Stamp {
             generation: generation.parse().ok()?,
             digest: u64::from_str_radix(digest, 16).ok()?,
         })
+    }
+}
+
+/// A set's declaration and elements, one statement a line, as a table block and an
+/// `add set` command both take them.
+fn write_set_body(out: &mut String, set: &SetDef) {
+    for line in &set.head {
+        let _ = writeln!(out, "\t\t{line}");
+    }
+    if !set.elements.is_empty() {
+        out.push_str("\t\telements = { ");
+        write_elements(out, set.elements.iter());
+        out.push_str(" }\n");
     }
 }
 
