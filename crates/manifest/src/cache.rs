@@ -13,6 +13,7 @@ use crate::{LoadOptions, Loaded, files};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Keeps what each document yielded between calls of [`LoadCache::load_paths`].
 #[derive(Clone, Default)]
@@ -24,7 +25,7 @@ pub struct LoadCache {
     last_parsed: usize,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct FileEntry {
     text: String,
     /// In file order.
@@ -36,9 +37,10 @@ struct DocumentEntry {
     /// Where the document's text is in its file's text, and the line it starts after.
     range: std::ops::Range<usize>,
     first_line: usize,
-    /// What it yielded, with positions as parsed after `parsed_first_line`.
+    /// What it yielded, with positions as parsed after `parsed_first_line`; shared by the
+    /// entries of a document a file has twice.
     parsed_first_line: usize,
-    batch: Batch,
+    batch: Arc<Batch>,
 }
 
 impl LoadCache {
@@ -53,56 +55,11 @@ impl LoadCache {
         let mut batch = Batch::default();
         let texts = files::read_all(paths, &mut batch);
         let mut previous = std::mem::take(&mut self.files);
-        // Per input file: its documents, each with its entry when it is known.
-        let mut plans: Vec<Vec<(Document<'_>, Option<DocumentEntry>)>> =
-            Vec::with_capacity(texts.len());
-        for (file_index, text) in texts.iter().enumerate() {
-            let (old_text, old_documents) = previous
-                .remove(&text.name)
-                .map(|old| (old.text, old.documents))
-                .unwrap_or_default();
-            let documents: Vec<Document<'_>> = if old_text == text.text {
-                // As split before: no need to split again.
-                old_documents
-                    .iter()
-                    .map(|d| Document {
-                        file_index,
-                        name: &text.name,
-                        text: &text.text[d.range.clone()],
-                        first_line: d.first_line,
-                    })
-                    .collect()
-            } else {
-                load::documents(&[(&text.name, &text.text)])
-                    .into_iter()
-                    .map(|d| Document { file_index, ..d })
-                    .collect()
-            };
-            let index: HashMap<&str, usize> = old_documents
-                .iter()
-                .enumerate()
-                .map(|(i, d)| (&old_text[d.range.clone()], i))
-                .collect();
-            let mut old_documents: Vec<Option<DocumentEntry>> =
-                old_documents.into_iter().map(Some).collect();
-            // Entries move to the new state; a document the file now has twice is copied.
-            let mut plan: Vec<(Document<'_>, Option<DocumentEntry>)> =
-                Vec::with_capacity(documents.len());
-            let mut moved_to: HashMap<usize, usize> = HashMap::new();
-            for document in documents {
-                let entry = index
-                    .get(document.text)
-                    .and_then(|&i| match old_documents[i].take() {
-                        Some(entry) => {
-                            moved_to.insert(i, plan.len());
-                            Some(entry)
-                        }
-                        None => plan[moved_to[&i]].1.clone(),
-                    });
-                plan.push((document, entry));
-            }
-            plans.push(plan);
-        }
+        let plans: Vec<Vec<(Document<'_>, Option<DocumentEntry>)>> = texts
+            .iter()
+            .enumerate()
+            .map(|(file_index, text)| plan(file_index, text, previous.remove(&text.name)))
+            .collect();
         // Memory follows the input, not its history of edits: what is left is dropped.
         drop(previous);
         let misses: Vec<Document<'_>> = plans
@@ -120,7 +77,7 @@ impl LoadCache {
                 let range = start..start + document.text.len();
                 let entry = match entry {
                     Some(entry) => {
-                        let mut yielded = entry.batch.clone();
+                        let mut yielded = Batch::clone(&entry.batch);
                         yielded.relocate(
                             document.file_index,
                             entry.parsed_first_line,
@@ -141,7 +98,7 @@ impl LoadCache {
                             range,
                             first_line: document.first_line,
                             parsed_first_line: document.first_line,
-                            batch: yielded.clone(),
+                            batch: Arc::new(yielded.clone()),
                         };
                         batch.append(yielded);
                         entry
@@ -164,6 +121,44 @@ impl LoadCache {
     pub fn last_parsed_documents(&self) -> usize {
         self.last_parsed
     }
+}
+
+/// The documents of input `text` (at `file_index`), each with its entry when `old`, the file
+/// as last loaded, has a document of the same text. An unchanged file is not split again.
+fn plan<'t>(
+    file_index: usize,
+    text: &'t files::Text,
+    old: Option<FileEntry>,
+) -> Vec<(Document<'t>, Option<DocumentEntry>)> {
+    let old = old.unwrap_or_default();
+    let documents: Vec<Document<'t>> = if old.text == text.text {
+        old.documents
+            .iter()
+            .map(|d| Document {
+                file_index,
+                name: &text.name,
+                text: &text.text[d.range.clone()],
+                first_line: d.first_line,
+            })
+            .collect()
+    } else {
+        load::documents(&[(&text.name, &text.text)])
+            .into_iter()
+            .map(|d| Document { file_index, ..d })
+            .collect()
+    };
+    let known: HashMap<&str, &DocumentEntry> = old
+        .documents
+        .iter()
+        .map(|d| (&old.text[d.range.clone()], d))
+        .collect();
+    documents
+        .into_iter()
+        .map(|document| {
+            let entry = known.get(document.text).map(|&entry| entry.clone());
+            (document, entry)
+        })
+        .collect()
 }
 
 impl fmt::Debug for LoadCache {
