@@ -10,7 +10,7 @@ use netlink_packet_netfilter::nflog::{
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
 use netlink_sys::{Socket, constants::NETLINK_NETFILTER};
 use palisade_dataplane::LogTag;
-use palisade_engine::{Direction, Protocol, Subject};
+use palisade_engine::{ChainId, Direction, Protocol, RuleId, Subject};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -97,19 +97,30 @@ pub fn record(
         Direction::Ingress => src,
         Direction::Egress => dst,
     };
-    // The snapshot, its chain, and for an admission the rule that admitted.
-    let (snapshot, chain, rule) = match tag {
-        LogTag::Open(_) => (snapshots.first()?, None, None),
-        LogTag::Denied(key) | LogTag::Audit(key) => snapshots
-            .iter()
-            .find_map(|s| Some((s, Some(s.chain(key)?), None)))?,
+    let (snapshot, decision) = match tag {
+        LogTag::Open(direction) => {
+            let decision = Decision {
+                direction,
+                verdict: Verdict::Forwarded,
+                policies: Vec::new(),
+                more_policies: 0,
+                decided_by: "not isolated".to_string(),
+            };
+            (snapshots.first()?, decision)
+        }
+        LogTag::Denied(key) | LogTag::Audit(key) => {
+            let verdict = if matches!(tag, LogTag::Audit(_)) {
+                Verdict::Audit
+            } else {
+                Verdict::Dropped
+            };
+            snapshots
+                .iter()
+                .find_map(|s| Some((s, Decision::denied(s, s.chain(key)?, verdict))))?
+        }
         LogTag::Admitted(key, position) => snapshots.iter().find_map(|s| {
-            let chain = s.chain(key)?;
-            Some((
-                s,
-                Some(chain),
-                Some(*s.program.chains[chain].rules.get(position)?),
-            ))
+            let rule = *s.program.chains[s.chain(key)?].rules.get(position)?;
+            Some((s, Decision::admitted(s, rule)?))
         })?,
         LogTag::AdmittedIn(key) => {
             // The chain's set holds what its rules admit; the rule that decided is the first
@@ -121,51 +132,11 @@ pub fn record(
                 let rule = s
                     .chain_index(chain)?
                     .rule(peer(direction), protocol, dport)?;
-                Some((s, Some(chain), Some(rule)))
+                Some((s, Decision::admitted(s, rule)?))
             })?
         }
     };
     let analysis = &snapshot.analysis;
-    let program = &snapshot.program;
-    let admitted = |rule: usize| {
-        let rule = program.rules.get(rule)?;
-        let name = analysis.policy(rule.policy).qualified_name();
-        let by = format!("{name} {} rule {}", rule.direction, rule.index);
-        Some((rule.direction, Verdict::Forwarded, vec![name], by))
-    };
-    let mut more_policies = 0;
-    let (direction, verdict, policies, decided_by) = match tag {
-        LogTag::Open(direction) => (
-            direction,
-            Verdict::Forwarded,
-            Vec::new(),
-            "not isolated".to_string(),
-        ),
-        LogTag::Admitted(..) | LogTag::AdmittedIn(_) => admitted(rule?)?,
-        LogTag::Denied(_) | LogTag::Audit(_) => {
-            let chain = &program.chains[chain?];
-            // A pod isolated by 10k policies: a record names a few, and counts the rest.
-            let named = chain.policies.len().min(NAMED_POLICIES);
-            let policies: Vec<String> = chain.policies[..named]
-                .iter()
-                .map(|&p| analysis.policy(p).qualified_name())
-                .collect();
-            more_policies = chain.policies.len() - named;
-            let by = match more_policies {
-                0 => format!("no rule of {} admits it", policies.join(", ")),
-                more => format!(
-                    "no rule of {} and {more} more policies admits it",
-                    policies.join(", ")
-                ),
-            };
-            let verdict = if matches!(tag, LogTag::Audit(_)) {
-                Verdict::Audit
-            } else {
-                Verdict::Dropped
-            };
-            (chain.direction, verdict, policies, by)
-        }
-    };
     let end = |ip: IpAddr, port: u16| {
         let (namespace, pod) = match analysis.subject_for_ip(ip) {
             Subject::Endpoint(id) => {
@@ -187,16 +158,65 @@ pub fn record(
         src: end(src, sport),
         dst: end(dst, dport),
         protocol: protocol.to_string(),
-        direction: match direction {
+        direction: match decision.direction {
             Direction::Ingress => "INGRESS",
             Direction::Egress => "EGRESS",
         }
         .to_string(),
-        verdict,
-        policies,
-        more_policies,
-        decided_by,
+        verdict: decision.verdict,
+        policies: decision.policies,
+        more_policies: decision.more_policies,
+        decided_by: decision.decided_by,
     })
+}
+
+/// What a record says about the side that decided.
+struct Decision {
+    direction: Direction,
+    verdict: Verdict,
+    policies: Vec<String>,
+    more_policies: usize,
+    decided_by: String,
+}
+
+impl Decision {
+    fn admitted(snapshot: &Snapshot, rule: RuleId) -> Option<Self> {
+        let rule = snapshot.program.rules.get(rule)?;
+        let name = snapshot.analysis.policy(rule.policy).qualified_name();
+        Some(Self {
+            direction: rule.direction,
+            verdict: Verdict::Forwarded,
+            decided_by: format!("{name} {} rule {}", rule.direction, rule.index),
+            policies: vec![name],
+            more_policies: 0,
+        })
+    }
+
+    /// No rule of `chain` admits: a pod isolated by 10k policies gets a record that names a
+    /// few and counts the rest.
+    fn denied(snapshot: &Snapshot, chain: ChainId, verdict: Verdict) -> Self {
+        let chain = &snapshot.program.chains[chain];
+        let named = chain.policies.len().min(NAMED_POLICIES);
+        let policies: Vec<String> = chain.policies[..named]
+            .iter()
+            .map(|&p| snapshot.analysis.policy(p).qualified_name())
+            .collect();
+        let more_policies = chain.policies.len() - named;
+        let decided_by = match more_policies {
+            0 => format!("no rule of {} admits it", policies.join(", ")),
+            more => format!(
+                "no rule of {} and {more} more policies admits it",
+                policies.join(", ")
+            ),
+        };
+        Self {
+            direction: chain.direction,
+            verdict,
+            policies,
+            more_policies,
+            decided_by,
+        }
+    }
 }
 
 /// Addresses, protocol and ports of an IPv4 or IPv6 packet (possibly cut short by NFLOG's copy
