@@ -2,10 +2,10 @@
 
 use crate::AgentArgs;
 use crate::flows::{FlowRecord, NflogSocket, record};
-use crate::metrics::{Metrics, VerdictLabels};
-use crate::state::{ChangeWaiter, Fingerprint, Snapshot, Sources};
+use crate::inputs::Inputs;
+use crate::metrics::{Health, Metrics, VerdictLabels};
+use crate::state::Snapshot;
 use palisade_dataplane::{Applied, Nft, RenderOptions, Runner, conntrack};
-use palisade_manifest::LoadCache;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -58,40 +58,39 @@ impl Backoff {
 type Snapshots = Arc<RwLock<Vec<Arc<Snapshot>>>>;
 
 pub(crate) struct Agent {
-    sources: Sources,
+    inputs: Inputs,
     args: AgentArgs,
     nft: Nft,
     runner: Runner,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
     snapshots: Snapshots,
     /// Generation and digest of the table in the kernel, when it is ours.
     applied: Option<(u32, u64)>,
     /// The program whose table is in the kernel, when this agent knows it (it applied or
     /// adopted it): the next sync applies only the changes from it.
     in_force: Option<Arc<Snapshot>>,
-    /// Parsed manifests, so a sync parses only the documents that changed.
-    cache: LoadCache,
     /// The rules in force were applied but the connections they deny were not all revoked.
     revoke_pending: bool,
 }
 
 impl Agent {
-    pub(crate) fn new(args: AgentArgs, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        args: AgentArgs,
+        inputs: Inputs,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Self {
         let runner = Runner::here();
         Self {
-            sources: Sources {
-                manifests: args.manifests.clone(),
-                pods: args.pods.clone(),
-                node: args.node.clone(),
-                load: palisade_manifest::LoadOptions::default(),
-            },
+            inputs,
             nft: Nft::new(runner.clone()),
             runner,
             metrics,
+            health,
             snapshots: Arc::default(),
             applied: None,
             in_force: None,
-            cache: LoadCache::default(),
             revoke_pending: false,
             args,
         }
@@ -118,7 +117,7 @@ impl Agent {
             audit: self.args.audit,
             log_group: self.args.log_group,
         };
-        let snapshot = match self.sources.compile(options, Some(&mut self.cache)) {
+        let snapshot = match self.inputs.compile(options) {
             Ok(snapshot) => Arc::new(snapshot),
             Err(e) => {
                 self.metrics.error("load");
@@ -141,6 +140,7 @@ impl Agent {
                 return Synced::Retry;
             }
             self.metrics.generation.set(i64::from(generation));
+            self.health.set_ready(true);
             return Synced::Done;
         }
         let generation = generation.wrapping_add(1);
@@ -163,6 +163,7 @@ impl Agent {
             }
         };
         self.metrics.applied(how);
+        self.health.set_ready(true);
         self.applied = Some((generation, snapshot.ruleset.digest));
         self.in_force = Some(snapshot.clone());
         let applied_at = SystemTime::now();
@@ -181,6 +182,9 @@ impl Agent {
         self.metrics.last_sync.set(now.as_secs_f64());
         self.metrics.generation.set(i64::from(generation));
         let change_to_applied = change.and_then(|c| applied_at.duration_since(c).ok());
+        if let Some(lag) = change_to_applied {
+            self.metrics.change_to_applied.observe(lag.as_secs_f64());
+        }
         tracing::info!(
             generation,
             how,
@@ -230,30 +234,41 @@ impl Agent {
         (kept.len() > KEPT_SNAPSHOTS).then(|| kept.pop()).flatten()
     }
 
-    /// Polls the inputs every interval and syncs on change until `stop` is set; a sync the
-    /// kernel failed is tried again, sooner on a change of the inputs.
+    /// Waits for the inputs to change and syncs until `stop` is set; a sync the kernel
+    /// failed is tried again, sooner on a change of the inputs. Until the inputs were read
+    /// completely once (the API server's first lists), the rules in force stay.
     pub(crate) fn watch(&mut self, stop: &AtomicBool) {
-        let mut seen: Option<Fingerprint> = None;
         let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
         let mut retry_at: Option<Instant> = None;
-        let waiter = ChangeWaiter::new(&self.sources);
+        let mut pending: Option<Option<SystemTime>> = None;
+        let mut told_incomplete = false;
+        let poll = Duration::from_millis(self.args.poll_interval_ms);
         while !stop.load(Ordering::Relaxed) {
-            let now = self.sources.fingerprint();
-            let retry_due = retry_at.is_some_and(|at| Instant::now() >= at);
-            if seen.as_ref() != Some(&now) || retry_due {
-                match self.sync(now.newest()) {
-                    Synced::Done => {
-                        backoff.reset();
-                        retry_at = None;
-                    }
-                    Synced::Retry => retry_at = Some(Instant::now() + backoff.next_wait()),
-                }
-                seen = Some(now);
+            self.health.beat();
+            if let Some(change) = self.inputs.next_change(poll) {
+                // The first change of a burst is when the wait for enforcement started.
+                pending = Some(pending.flatten().or(change));
             }
-            waiter.wait(
-                &self.sources,
-                Duration::from_millis(self.args.poll_interval_ms),
-            );
+            let retry_due = retry_at.is_some_and(|at| Instant::now() >= at);
+            if pending.is_none() && !retry_due {
+                continue;
+            }
+            if !self.inputs.complete() {
+                if !told_incomplete {
+                    tracing::info!(
+                        "waiting for a complete read of the inputs; the rules in force stay"
+                    );
+                    told_incomplete = true;
+                }
+                continue;
+            }
+            match self.sync(pending.take().flatten()) {
+                Synced::Done => {
+                    backoff.reset();
+                    retry_at = None;
+                }
+                Synced::Retry => retry_at = Some(Instant::now() + backoff.next_wait()),
+            }
         }
     }
 

@@ -2,8 +2,11 @@
 //! records every verdict the kernel takes as a JSON line, and serves Prometheus metrics.
 //! `palisade observe`: follows and filters those records.
 //!
-//! The node's pods come from a pod inventory (see [`inventory`]). The agent polls its inputs
-//! (every `--poll-interval-ms`), compiles the engine's [`palisade_engine::NodeProgram`],
+//! Its inputs are the API server (`--kubeconfig`, `KUBECONFIG` or in-cluster; kube-runtime
+//! watches on Pods, Namespaces, NetworkPolicies and Nodes; local pods are those with
+//! `spec.nodeName` = `--node`), or manifest files (`--manifests`, with a pod inventory, see
+//! [`inventory`], for the lab and offline use). Nothing replaces the rules in force before the
+//! inputs were read completely once. On a change the agent compiles the engine's [`palisade_engine::NodeProgram`],
 //! replaces the table in one transaction when it changed, then deletes the conntrack entries
 //! of established connections the new rules deny; what the kernel refuses is retried with
 //! backoff (100 ms doubling to 10 s). On start it adopts the table a previous
@@ -12,6 +15,7 @@
 
 mod agent;
 pub mod flows;
+mod inputs;
 pub mod inventory;
 pub mod metrics;
 mod observe;
@@ -28,18 +32,26 @@ use std::sync::atomic::AtomicBool;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct AgentArgs {
-    /// This node's name, as the pod inventory names nodes.
-    #[arg(long)]
+    /// This node's name: pods with this `spec.nodeName` (or so placed by the pod inventory)
+    /// are enforced here.
+    #[arg(long, env = "NODE_NAME")]
     pub node: String,
-    /// Manifest files or directories (watched; re-read on change).
-    #[arg(long, required = true, num_args = 1..)]
+    /// Manifest files or directories (watched; re-read on change) instead of the API server.
+    #[arg(long, num_args = 1.., conflicts_with_all = ["kubeconfig", "context"])]
     pub manifests: Vec<PathBuf>,
+    /// Watch the API server through this kubeconfig (default: KUBECONFIG, ~/.kube/config,
+    /// then the in-cluster service account).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     /// Pod inventory (JSON: {"pods": [{"name": "ns/pod", "node": "NAME", "ips": [...]}]}):
     /// which pods run on which node, with their addresses. Without it every pod with an
     /// address in the manifests is on this node.
     #[arg(long, value_name = "FILE")]
     pub pods: Option<PathBuf>,
-    /// Where Prometheus metrics are served.
+    /// Where Prometheus metrics (`/metrics`) and health (`/healthz`, `/readyz`) are served.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
     /// Enforce nothing new: record AUDIT for what would be dropped, and accept it.
@@ -71,9 +83,28 @@ pub fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
 /// Runs the agent in the calling thread's network namespace until `stop` is set.
 pub fn run_agent_until(args: AgentArgs, stop: &AtomicBool) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
+    let health = Arc::new(metrics::Health::default());
     let listener = metrics::bind(args.metrics_addr)?;
+    // The API client and the HTTP server run on this runtime; the agent's loop stays on the
+    // calling thread (its threads inherit the network namespace).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("palisade-agent-io")
+        .enable_all()
+        .build()?;
     let done = Arc::new(AtomicBool::new(false));
-    let server = metrics.clone().serve(listener, done.clone())?;
+    let server = {
+        let _entered = runtime.enter();
+        metrics::serve(metrics.clone(), health.clone(), listener, done.clone())?
+    };
+    let inputs = match open_inputs(&args, &runtime, &metrics) {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = runtime.block_on(server);
+            return Err(e);
+        }
+    };
     let sink: Box<dyn std::io::Write + Send> = if args.flow_log.as_os_str() == "-" {
         Box::new(std::io::stdout())
     } else {
@@ -86,19 +117,56 @@ pub fn run_agent_until(args: AgentArgs, stop: &AtomicBool) -> anyhow::Result<()>
             })?;
         Box::new(file)
     };
-    let mut agent = agent::Agent::new(args, metrics);
+    let mut agent = agent::Agent::new(args, inputs, metrics, health);
     let flows = match agent.record_flows(sink, done.clone()) {
         Ok(flows) => flows,
         Err(e) => {
             done.store(true, std::sync::atomic::Ordering::Relaxed);
-            let _ = server.join();
+            let _ = runtime.block_on(server);
             return Err(e);
         }
     };
     let outcome = agent.reconcile().map(|()| agent.watch(stop));
     done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = server.join();
+    let _ = runtime.block_on(server);
     let _ = flows.join();
     outcome?;
-    agent.shutdown()
+    let shutdown = agent.shutdown();
+    // Watches end with the runtime, without waiting for their next event.
+    drop(agent);
+    runtime.shutdown_background();
+    shutdown
+}
+
+/// The manifests, or a watch of the API server once the credentials were checked.
+fn open_inputs(
+    args: &AgentArgs,
+    runtime: &tokio::runtime::Runtime,
+    metrics: &Arc<metrics::Metrics>,
+) -> anyhow::Result<inputs::Inputs> {
+    let load = palisade_manifest::LoadOptions::default();
+    if !args.manifests.is_empty() {
+        return Ok(inputs::Inputs::files(state::Sources {
+            manifests: args.manifests.clone(),
+            pods: args.pods.clone(),
+            node: args.node.clone(),
+            load,
+        }));
+    }
+    let connection = palisade_kube::Connection {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+    };
+    let observer: Arc<dyn palisade_kube::WatchObserver> = metrics.clone();
+    let watch = runtime.block_on(async {
+        let session = connection.connect().await?;
+        tracing::info!(server = session.server, "watching the API server");
+        palisade_kube::ClusterWatch::start(&session, observer).await
+    })?;
+    Ok(inputs::Inputs::Cluster {
+        watch,
+        node: args.node.clone(),
+        load,
+        seen: None,
+    })
 }

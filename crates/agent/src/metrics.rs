@@ -7,9 +7,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::AtomicU64;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerdictLabels {
@@ -24,6 +24,19 @@ pub struct ErrorLabels {
     /// `load`, `apply`, `apply_changes` (the change failed, the table was replaced), `revoke`
     /// or `flow_log`.
     pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabels {
+    /// `pods`, `namespaces`, `nodes` or `networkpolicies`.
+    pub resource: String,
+    /// `apply`, `delete`, `relist` (a list started) or `listed` (it completed).
+    pub event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub resource: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,6 +57,10 @@ pub struct Metrics {
     pub revoked: Counter,
     pub generation: Gauge,
     pub flow_log_overruns: Counter,
+    pub change_to_applied: Histogram,
+    pub watch_events: Family<WatchLabels, Counter>,
+    pub watch_errors: Family<ResourceLabels, Counter>,
+    pub watch_last_event: Family<ResourceLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -60,6 +77,31 @@ impl Default for Metrics {
         let revoked = Counter::default();
         let generation = Gauge::default();
         let flow_log_overruns = Counter::default();
+        let change_to_applied = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        let watch_events = Family::<WatchLabels, Counter>::default();
+        let watch_errors = Family::<ResourceLabels, Counter>::default();
+        let watch_last_event = Family::<ResourceLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "change_to_applied_seconds",
+            "From a change of the inputs (an API event received, a manifest written) to the \
+             rules that follow from it being in force: the watch lag",
+            change_to_applied.clone(),
+        );
+        registry.register(
+            "watch_events",
+            "Events of the API server watches, by resource and kind of event",
+            watch_events.clone(),
+        );
+        registry.register(
+            "watch_errors",
+            "Failed API server watches or lists (retried with backoff), by resource",
+            watch_errors.clone(),
+        );
+        registry.register(
+            "watch_last_event_timestamp_seconds",
+            "When a watch last received an event (Unix time), by resource",
+            watch_last_event.clone(),
+        );
         registry.register(
             "policy_verdicts",
             "Verdicts on new connections, from the kernel's log",
@@ -116,6 +158,10 @@ impl Default for Metrics {
             revoked,
             generation,
             flow_log_overruns,
+            change_to_applied,
+            watch_events,
+            watch_errors,
+            watch_last_event,
         }
     }
 }
@@ -143,57 +189,143 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
 
-    /// Serves `GET /metrics` on `listener` until `done` is set; join the returned thread to
-    /// free the port.
-    pub fn serve(
-        self: std::sync::Arc<Self>,
-        listener: TcpListener,
-        done: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    ) -> std::io::Result<std::thread::JoinHandle<()>> {
-        // Non-blocking accept, so the thread notices `done` (a blocked accept would not).
-        listener.set_nonblocking(true)?;
-        Ok(std::thread::spawn(move || {
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let answered = stream
-                            .set_nonblocking(false)
-                            .and_then(|()| self.answer(stream));
-                        if let Err(e) = answered {
-                            tracing::debug!("metrics request failed: {e}");
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    Err(e) => tracing::debug!("metrics accept failed: {e}"),
-                }
-            }
-        }))
+/// Whether the agent is alive (its loop turns) and ready (rules from a complete read of its
+/// inputs are in force), for `/healthz` and `/readyz`.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+    /// When the agent's loop last turned (Unix seconds).
+    heartbeat: AtomicU64,
+}
+
+/// A loop that has not turned for this long is stuck: `/healthz` fails, the kubelet restarts
+/// the agent.
+const STUCK_AFTER_SECONDS: u64 = 60;
+
+impl Health {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
     }
 
-    fn answer(&self, stream: TcpStream) -> std::io::Result<()> {
-        let mut reader = BufReader::new(stream);
-        let mut request_line = String::new();
-        reader.read_line(&mut request_line)?;
-        // Skip the headers up to the blank line.
-        let mut line = String::new();
-        while reader.read_line(&mut line)? > 2 {
-            line.clear();
+    pub fn beat(&self) {
+        self.heartbeat.store(unix_seconds(), Ordering::Relaxed);
+    }
+
+    fn alive(&self) -> bool {
+        let last = self.heartbeat.load(Ordering::Relaxed);
+        last == 0 || unix_seconds().saturating_sub(last) < STUCK_AFTER_SECONDS
+    }
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One slow or idle client must never hold up another, nor a request run for ever.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` (each connection on its own task)
+/// until `done` is set; await the returned task to free the port. Call inside a runtime.
+pub fn serve(
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    listener: TcpListener,
+    done: Arc<AtomicBool>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let text = {
+        let metrics = metrics.clone();
+        move || async move {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                metrics.text(),
+            )
         }
-        let path = request_line.split_whitespace().nth(1).unwrap_or("");
-        let (status, body) = if path == "/metrics" || path == "/" {
-            ("200 OK", self.text())
-        } else {
-            ("404 Not Found", "not found: try /metrics\n".to_string())
-        };
-        let mut stream = reader.into_inner();
-        write!(
-            stream,
-            "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
+    };
+    let alive = health.clone();
+    let router = axum::Router::new()
+        .route("/metrics", get(text.clone()))
+        .route("/", get(text))
+        .route(
+            "/healthz",
+            get(move || async move {
+                if alive.alive() {
+                    (StatusCode::OK, "ok\n")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the agent's loop is stuck\n",
+                    )
+                }
+            }),
         )
+        .route(
+            "/readyz",
+            get(move || async move {
+                if health.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ok\n")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no rules from a complete read of the inputs are in force yet\n",
+                    )
+                }
+            }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: try /metrics\n") })
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
+    let shutdown = async move {
+        while !done.load(Ordering::Relaxed) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::warn!("the metrics server stopped: {e}");
+        }
+    }))
+}
+
+impl palisade_kube::WatchObserver for Metrics {
+    fn event(&self, resource: &'static str, event: &'static str) {
+        self.watch_events
+            .get_or_create(&WatchLabels {
+                resource: resource.to_string(),
+                event: event.to_string(),
+            })
+            .inc();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.watch_last_event
+            .get_or_create(&ResourceLabels {
+                resource: resource.to_string(),
+            })
+            .set(now);
+    }
+
+    fn error(&self, resource: &'static str, _message: &str) {
+        self.watch_errors
+            .get_or_create(&ResourceLabels {
+                resource: resource.to_string(),
+            })
+            .inc();
     }
 }
 
@@ -205,11 +337,26 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
 
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    }
+
+    /// Metrics, liveness and readiness are served, to several clients at once: a client that
+    /// connects and says nothing blocks no scrape.
     #[test]
-    fn serves_the_registered_metrics() {
-        let metrics = std::sync::Arc::new(Metrics::default());
+    fn serves_metrics_and_health_while_a_client_idles() {
+        let metrics = Arc::new(Metrics::default());
         metrics
             .verdicts
             .get_or_create(&VerdictLabels {
@@ -219,16 +366,18 @@ mod tests {
             })
             .inc();
         metrics.error("apply");
+        palisade_kube::WatchObserver::event(&*metrics, "pods", "apply");
+        let health = Arc::new(Health::default());
         let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let server = metrics.clone().serve(listener, done.clone()).unwrap();
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let server = {
+            let _entered = runtime.enter();
+            serve(metrics.clone(), health.clone(), listener, done.clone()).unwrap()
+        };
+        let _idle = TcpStream::connect(addr).unwrap();
+        let response = get(addr, "/metrics");
         assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
         assert!(response.contains(r#"palisade_policy_verdicts_total{direction="INGRESS",verdict="DROPPED",policy="shop/web"} 1"#), "{response}");
         assert!(
@@ -236,11 +385,21 @@ mod tests {
             "{response}"
         );
         assert!(
+            response.contains(r#"palisade_watch_events_total{resource="pods",event="apply"} 1"#),
+            "{response}"
+        );
+        assert!(
             response.contains("palisade_sync_duration_seconds_bucket"),
             "{response}"
         );
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        server.join().unwrap();
+        assert!(get(addr, "/healthz").starts_with("HTTP/1.1 200"));
+        let unready = get(addr, "/readyz");
+        assert!(unready.starts_with("HTTP/1.1 503"), "{unready}");
+        health.set_ready(true);
+        assert!(get(addr, "/readyz").starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/nothing").starts_with("HTTP/1.1 404"));
+        done.store(true, Ordering::Relaxed);
+        runtime.block_on(server).unwrap();
         // Once the server stopped, the port is free again.
         bind(addr).unwrap();
     }

@@ -6,7 +6,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use palisade_dataplane::{ChainIndex, ChainKey, RenderOptions, Ruleset, render};
 use palisade_engine::{Analysis, ChainId, NodeProgram};
-use palisade_manifest::{LoadCache, LoadOptions, Severity, load_paths};
+use palisade_manifest::{LoadCache, LoadOptions, Loaded, Severity, load_paths};
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -95,19 +95,7 @@ impl Sources {
             }
             None => (load_paths(&self.manifests, &self.load), None),
         };
-        let loaded_at = started.elapsed();
-        let errors: Vec<String> = loaded
-            .diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .map(ToString::to_string)
-            .collect();
-        if !errors.is_empty() {
-            bail!(
-                "the manifests have errors, keeping the rules in force:\n{}",
-                errors.join("\n")
-            );
-        }
+        tracing::debug!(parsed_documents, "loaded manifests");
         let inventory = match &self.pods {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -118,27 +106,52 @@ impl Sources {
             }
             None => None,
         };
-        let mut cluster = loaded.cluster;
-        let (local, unknown) = place(&mut cluster, inventory.as_ref(), &self.node);
-        if !unknown.is_empty() {
-            tracing::warn!(pods = ?unknown, "the pod inventory names pods the manifests do not have");
-        }
-        let analysis = Analysis::new(cluster);
-        let analysed_at = started.elapsed();
-        let program = NodeProgram::compile(&analysis, &local);
-        let compiled_at = started.elapsed();
-        let ruleset = render(&analysis, &program, options);
-        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-        tracing::info!(
-            load_ms = ms(loaded_at),
-            parsed_documents,
-            analysis_ms = ms(analysed_at - loaded_at),
-            program_ms = ms(compiled_at - analysed_at),
-            render_ms = ms(started.elapsed() - compiled_at),
-            "compiled"
-        );
-        Ok(Snapshot::new(analysis, program, ruleset))
+        compile(loaded, inventory.as_ref(), &self.node, options, started)
     }
+}
+
+/// Compiles what was loaded (from files or the API server) into this node's program and
+/// table. Input with errors is refused as a whole: leaving out a broken policy could open
+/// what it closes, so the last good program stays in force.
+pub fn compile(
+    loaded: Loaded,
+    inventory: Option<&PodInventory>,
+    node: &str,
+    options: RenderOptions,
+    started: std::time::Instant,
+) -> anyhow::Result<Snapshot> {
+    let loaded_at = started.elapsed();
+    let errors: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    if !errors.is_empty() {
+        bail!(
+            "the input has errors, keeping the rules in force:\n{}",
+            errors.join("\n")
+        );
+    }
+    let mut cluster = loaded.cluster;
+    let (local, unknown) = place(&mut cluster, inventory, node);
+    if !unknown.is_empty() {
+        tracing::warn!(pods = ?unknown, "the pod inventory names pods the input does not have");
+    }
+    let analysis = Analysis::new(cluster);
+    let analysed_at = started.elapsed();
+    let program = NodeProgram::compile(&analysis, &local);
+    let compiled_at = started.elapsed();
+    let ruleset = render(&analysis, &program, options);
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    tracing::info!(
+        load_ms = ms(loaded_at),
+        analysis_ms = ms(analysed_at - loaded_at),
+        program_ms = ms(compiled_at - analysed_at),
+        render_ms = ms(started.elapsed() - compiled_at),
+        "compiled"
+    );
+    Ok(Snapshot::new(analysis, program, ruleset))
 }
 
 /// Wakes the agent's watch loop as soon as an input may have changed, instead of at the next

@@ -154,6 +154,8 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
     let args = AgentArgs {
         node: "node0".into(),
         manifests: vec![manifests.clone()],
+        kubeconfig: None,
+        context: None,
         pods: Some(pods),
         metrics_addr,
         audit: false,

@@ -1,7 +1,7 @@
 //! `palisade check SRC DST --port P`: one connection, decided with reasons on both sides.
 
 use crate::describe::{side_json, side_text, subject_name};
-use crate::input;
+use crate::input::{self, ClusterArgs};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use palisade_engine::{Analysis, Protocol, Subject};
@@ -28,14 +28,15 @@ pub struct CheckArgs {
     pub port: u16,
     #[arg(long, default_value = "TCP", value_parser = parse_protocol)]
     pub protocol: Protocol,
-    /// Manifest files or directories (recursive), or `-` for stdin.
-    #[arg(required_unless_present = "files")]
+    /// Manifest files or directories (recursive), or `-` for stdin; none: the live cluster.
     pub paths: Vec<PathBuf>,
     /// The same as the trailing paths, kubectl style. Repeatable.
     #[arg(short = 'f', long = "file")]
     pub files: Vec<PathBuf>,
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: CheckFormat,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 pub fn parse_protocol(text: &str) -> Result<Protocol, String> {
@@ -45,7 +46,12 @@ pub fn parse_protocol(text: &str) -> Result<Protocol, String> {
 
 pub fn run(args: &CheckArgs, namespace: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let paths: Vec<PathBuf> = args.paths.iter().chain(&args.files).cloned().collect();
-    let input = input::load(&paths, namespace, &crate::progress::Progress::new());
+    let input = input::load(
+        &paths,
+        &args.cluster,
+        namespace,
+        &crate::progress::Progress::new(),
+    )?;
     let analysis = &input.analysis;
     let src = resolve(analysis, &args.src).context("source")?;
     let dst = resolve(analysis, &args.dst).context("destination")?;

@@ -1,6 +1,6 @@
 //! `palisade explain`: every policy in plain words and as a table, then isolation per namespace.
 
-use crate::input;
+use crate::input::{self, ClusterArgs};
 use clap::{Args, ValueEnum};
 use palisade_engine::{Analysis, Direction, EndpointId, PolicyId, Rule};
 use serde_json::{Value, json};
@@ -16,9 +16,10 @@ pub enum ExplainFormat {
 
 #[derive(Args)]
 pub struct ExplainArgs {
-    /// Manifest files or directories (recursive), or `-` for stdin.
-    #[arg(required = true)]
+    /// Manifest files or directories (recursive), or `-` for stdin; none: the live cluster.
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: ExplainFormat,
 }
@@ -49,7 +50,12 @@ struct NamespaceView {
 }
 
 pub fn run(args: &ExplainArgs, namespace: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let input = input::load(&args.paths, namespace, &crate::progress::Progress::new());
+    let input = input::load(
+        &args.paths,
+        &args.cluster,
+        namespace,
+        &crate::progress::Progress::new(),
+    )?;
     let analysis = &input.analysis;
     let policies: Vec<PolicyView> = (0..analysis.cluster().policies.len())
         .map(|id| {

@@ -3,9 +3,11 @@
 pub mod check;
 mod describe;
 pub mod explain;
-mod input;
+pub mod input;
 pub mod matrix;
 mod progress;
+pub mod review;
+pub mod snapshot;
 pub mod summary;
 
 /// Exit status for input errors and failures, as `check` documents (0 allowed, 1 denied).

@@ -1,8 +1,8 @@
 //! `palisade`: one policy engine, three faces (analyze, enforce, prove).
 
 use clap::{Parser, Subcommand};
-use palisade::{EXIT_ERRORS, check, explain, matrix};
-use std::io::Write;
+use palisade::{EXIT_ERRORS, check, explain, matrix, review, snapshot};
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -33,9 +33,11 @@ enum Command {
     /// Each policy in plain words, and which pods no policy isolates.
     Explain(explain::ExplainArgs),
     /// Pitfalls in policies: DNS cut off, selectors that select nothing, redundant rules, …
-    Lint(palisade_lint::LintArgs),
+    Lint(review::LintCommand),
     /// What a change of manifests does to connectivity, by meaning rather than text.
-    Diff(palisade_lint::DiffArgs),
+    Diff(review::DiffCommand),
+    /// Write a live cluster's namespaces, nodes, pods and policies as manifests.
+    Snapshot(snapshot::SnapshotArgs),
     /// Write a synthetic cluster (namespaces, pods, policies), deterministic by seed.
     Generate(palisade_synth::GenerateArgs),
     /// The node agent: enforces policies for this node's pods with nftables.
@@ -48,11 +50,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The API client's own logs repeat, less clearly, the one-line errors palisade prints.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kube_client=off")),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -62,12 +66,9 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args, &cli.namespace, &mut out),
         Command::Matrix(args) => matrix::run(args, &cli.namespace, &mut out),
         Command::Explain(args) => explain::run(args, &cli.namespace, &mut out),
-        Command::Lint(args) => {
-            palisade_lint::run_lint(args, &cli.namespace, &mut out).map_err(anyhow::Error::from)
-        }
-        Command::Diff(args) => {
-            palisade_lint::run_diff(args, &cli.namespace, &mut out).map_err(anyhow::Error::from)
-        }
+        Command::Lint(command) => review::run_lint(command, &cli.namespace, &mut out),
+        Command::Diff(command) => review::run_diff(command, &cli.namespace, &mut out),
+        Command::Snapshot(args) => snapshot::run(args, &mut out),
         Command::Generate(args) => palisade_synth::run_generate(args)
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),

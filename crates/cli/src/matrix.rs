@@ -1,6 +1,6 @@
 //! `palisade matrix`: every ordered pair of endpoints, per port and protocol, streamed.
 
-use crate::input;
+use crate::input::{self, ClusterArgs};
 use crate::progress::Progress;
 use clap::{Args, ValueEnum};
 use palisade_engine::{Analysis, Connectivity, Node as EngineNode, Protocol, Subject};
@@ -34,9 +34,10 @@ pub enum ExternalMode {
 
 #[derive(Args)]
 pub struct MatrixArgs {
-    /// Manifest files or directories (recursive), or `-` for stdin.
-    #[arg(required = true)]
+    /// Manifest files or directories (recursive), or `-` for stdin; none: the live cluster.
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Ports to probe, e.g. `80,81` (default: each destination's declared container ports).
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Vec<u16>,
@@ -80,7 +81,7 @@ struct Pair<'a> {
 pub fn run(args: &MatrixArgs, namespace: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let progress = Progress::new();
     let started = std::time::Instant::now();
-    let input = input::load(&args.paths, namespace, &progress);
+    let input = input::load(&args.paths, &args.cluster, namespace, &progress)?;
     let analysis = &input.analysis;
     tracing::info!(elapsed = ?started.elapsed(), classes = analysis.class_count(), "loaded and indexed");
     progress.step("computing connectivity");

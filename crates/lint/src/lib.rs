@@ -18,7 +18,7 @@ pub use finding::{Finding, LintId, Severity};
 pub use lints::{lint, lint_analysis};
 
 use clap::{ColorChoice, ValueEnum};
-use palisade_engine::Analysis;
+use palisade_engine::{Analysis, Cluster};
 use palisade_manifest::{LoadOptions, Loaded, load_paths};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +28,8 @@ use std::process::ExitCode;
 pub enum LintError {
     #[error("{}: no such file or directory", .0.display())]
     MissingPath(PathBuf),
+    #[error("{0}")]
+    Usage(String),
     #[error("writing the report: {0}")]
     Write(#[from] io::Error),
     #[error("encoding the report: {0}")]
@@ -54,8 +56,9 @@ pub enum FailOn {
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct LintArgs {
-    /// Manifest files or directories (.yaml, .yml, .json, searched recursively); `-` for stdin.
-    #[arg(required = true, value_name = "PATH")]
+    /// Manifest files or directories (.yaml, .yml, .json, searched recursively); `-` for stdin;
+    /// none: the live cluster.
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = LintFormat::Text)]
@@ -78,12 +81,10 @@ pub enum DiffFormat {
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct DiffArgs {
-    /// The manifests before the change: a file or a directory.
-    #[arg(value_name = "OLD")]
-    pub old: PathBuf,
-    /// The manifests after the change.
-    #[arg(value_name = "NEW")]
-    pub new: PathBuf,
+    /// `OLD NEW`: the manifests before and after the change (files or directories). With a
+    /// live cluster (`--kubeconfig`/`--context`): the manifests that would be applied to it.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = DiffFormat::Text)]
     pub output: DiffFormat,
@@ -103,7 +104,16 @@ pub fn run_lint(
     out: &mut dyn Write,
 ) -> Result<ExitCode, LintError> {
     let loaded = load(&args.paths, namespace)?;
-    let findings = lint(&loaded);
+    report_lint(args, &loaded, out)
+}
+
+/// Lints what was loaded (from files or a cluster) and reports as `args` say.
+pub fn report_lint(
+    args: &LintArgs,
+    loaded: &Loaded,
+    out: &mut dyn Write,
+) -> Result<ExitCode, LintError> {
+    let findings = lint(loaded);
     match args.output {
         LintFormat::Text => report::write_text(&findings, out, use_color(args.color))?,
         LintFormat::Json => write_json(out, &report::to_json(&findings))?,
@@ -129,15 +139,32 @@ pub fn run_diff(
     namespace: &str,
     out: &mut dyn Write,
 ) -> Result<ExitCode, LintError> {
-    let mut analyses = Vec::new();
-    for (side, path) in [("OLD", &args.old), ("NEW", &args.new)] {
+    let [old, new] = args.paths.as_slice() else {
+        return Err(LintError::Usage(
+            "diff takes two paths, OLD and NEW".to_string(),
+        ));
+    };
+    let mut sides = Vec::new();
+    for (side, path) in [("OLD", old), ("NEW", new)] {
         let loaded = load(std::slice::from_ref(path), namespace)?;
         for diagnostic in &loaded.diagnostics {
             eprintln!("{side}: {diagnostic}");
         }
-        analyses.push(Analysis::new(loaded.cluster));
+        sides.push(loaded.cluster);
     }
-    let result = diff(&analyses[0], &analyses[1]);
+    let new = sides.pop().unwrap_or_default();
+    let old = sides.pop().unwrap_or_default();
+    report_diff(args, old, new, out)
+}
+
+/// Compares two clusters (from files or a live one) and reports as `args` say.
+pub fn report_diff(
+    args: &DiffArgs,
+    old: Cluster,
+    new: Cluster,
+    out: &mut dyn Write,
+) -> Result<ExitCode, LintError> {
+    let result = diff(&Analysis::new(old), &Analysis::new(new));
     match args.output {
         DiffFormat::Text => diff_report::write_text(&result, out, use_color(args.color))?,
         DiffFormat::Json => write_json(out, &serde_json::to_value(&result)?)?,

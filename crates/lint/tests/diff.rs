@@ -292,8 +292,7 @@ fn run_diff_exit_code_follows_connectivity_not_text() {
     let opened = write("open.yaml", &[]);
     let run = |new: &std::path::Path, exit_code: bool| {
         let args = DiffArgs {
-            old: base.clone(),
-            new: new.to_path_buf(),
+            paths: vec![base.clone(), new.to_path_buf()],
             output: DiffFormat::Json,
             exit_code,
             color: clap::ColorChoice::Never,

@@ -1,7 +1,7 @@
 //! What documents yield, gathered across files, and the whole-input rules applied at the end:
 //! duplicates, workloads whose pods are in the input, implicit namespaces.
 
-use crate::{Diagnostic, Loaded, Origin, Severity};
+use crate::{ClusterNode, Diagnostic, Loaded, Origin, Severity};
 use palisade_engine::{Endpoint, EndpointKind, Labels, Namespace, NetworkPolicy};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -48,6 +48,7 @@ pub(crate) struct Batch {
     pub namespaces: Vec<Record<Namespace>>,
     pub endpoints: Vec<Record<EndpointInfo>>,
     pub policies: Vec<Record<NetworkPolicy>>,
+    pub nodes: Vec<Record<ClusterNode>>,
     pub diagnostics: Vec<(usize, Diagnostic)>,
     pub skipped_kinds: BTreeMap<String, usize>,
 }
@@ -60,6 +61,7 @@ impl Batch {
         self.namespaces.extend(other.namespaces);
         self.endpoints.extend(other.endpoints);
         self.policies.extend(other.policies);
+        self.nodes.extend(other.nodes);
         self.diagnostics.extend(other.diagnostics);
         for (kind, count) in other.skipped_kinds {
             *self.skipped_kinds.entry(kind).or_default() += count;
@@ -86,6 +88,9 @@ impl Batch {
             r.relocate(file_index, shift);
         }
         for r in &mut self.policies {
+            r.relocate(file_index, shift);
+        }
+        for r in &mut self.nodes {
             r.relocate(file_index, shift);
         }
         for (file, diagnostic) in &mut self.diagnostics {
@@ -117,8 +122,15 @@ impl Batch {
             &mut self.diagnostics,
         );
         let endpoints = fold_owned(endpoints);
+        let nodes = first_of_each(
+            std::mem::take(&mut self.nodes),
+            |n| n.item.name.clone(),
+            |n| format!("Node {}", n.item.name),
+            &mut self.diagnostics,
+        );
 
         let mut loaded = Loaded {
+            nodes: nodes.into_iter().map(|r| r.item).collect(),
             skipped_kinds: self.skipped_kinds,
             ..Loaded::default()
         };

@@ -27,6 +27,7 @@ mod names;
 mod objects;
 mod path;
 mod policy;
+mod typed;
 mod yaml;
 
 pub use cache::LoadCache;
@@ -35,6 +36,7 @@ use palisade_engine::Cluster;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+pub use typed::Objects;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
@@ -58,10 +60,36 @@ pub struct Origin {
     pub column: usize,
 }
 
+impl Origin {
+    /// An object read from the API server, which has no lines: `kube:pods/ns/name`.
+    pub fn object(resource: &str, namespace: Option<&str>, name: &str) -> Self {
+        let file = match namespace {
+            Some(ns) => format!("kube:{resource}/{ns}/{name}"),
+            None => format!("kube:{resource}/{name}"),
+        };
+        Self {
+            file,
+            line: 0,
+            column: 0,
+        }
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return f.write_str(&self.file);
+        }
         write!(f, "{}:{}:{}", self.file, self.line, self.column)
     }
+}
+
+/// A node of the cluster (`kind: Node`): its addresses are outside every pod selector, but
+/// naming them tells a user which outside address is a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterNode {
+    pub name: String,
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -99,7 +127,7 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Loaded {
     pub cluster: Cluster,
     /// Parallel to `cluster.policies`: where each policy was written.
@@ -110,6 +138,8 @@ pub struct Loaded {
     /// something refers to them.
     pub namespace_origins: Vec<Option<Origin>>,
     pub diagnostics: Vec<Diagnostic>,
+    /// The nodes of the input (`kind: Node`), in input order.
+    pub nodes: Vec<ClusterNode>,
     /// Kinds that are not about network policy, with how many objects of each were skipped.
     pub skipped_kinds: BTreeMap<String, usize>,
 }
@@ -119,6 +149,80 @@ impl Loaded {
         self.diagnostics
             .iter()
             .any(|d| d.severity == Severity::Error)
+    }
+
+    /// What `kubectl apply` of `manifests` would make of this cluster: each of their objects
+    /// replaces the one of the same kind, namespace and name, or is added. Namespaces that
+    /// exist in `manifests` only because something refers to them change nothing.
+    pub fn apply(&mut self, manifests: Loaded) {
+        let cluster = &mut self.cluster;
+        let declared = manifests.cluster.namespaces.into_iter();
+        for (namespace, origin) in declared.zip(manifests.namespace_origins) {
+            let Some(origin) = origin else {
+                if !cluster.namespaces.iter().any(|n| n.name == namespace.name) {
+                    cluster.namespaces.push(namespace);
+                    self.namespace_origins.push(None);
+                }
+                continue;
+            };
+            match cluster
+                .namespaces
+                .iter()
+                .position(|n| n.name == namespace.name)
+            {
+                Some(i) => {
+                    cluster.namespaces[i] = namespace;
+                    self.namespace_origins[i] = Some(origin);
+                }
+                None => {
+                    cluster.namespaces.push(namespace);
+                    self.namespace_origins.push(Some(origin));
+                }
+            }
+        }
+        let endpoints = manifests.cluster.endpoints.into_iter();
+        for (endpoint, origin) in endpoints.zip(manifests.endpoint_origins) {
+            let same = |e: &&palisade_engine::Endpoint| {
+                (&e.namespace, &e.kind, &e.name)
+                    == (&endpoint.namespace, &endpoint.kind, &endpoint.name)
+            };
+            match cluster.endpoints.iter().position(|e| same(&e)) {
+                Some(i) => {
+                    cluster.endpoints[i] = endpoint;
+                    self.endpoint_origins[i] = origin;
+                }
+                None => {
+                    cluster.endpoints.push(endpoint);
+                    self.endpoint_origins.push(origin);
+                }
+            }
+        }
+        let policies = manifests.cluster.policies.into_iter();
+        for (policy, origin) in policies.zip(manifests.policy_origins) {
+            let same = |p: &palisade_engine::NetworkPolicy| {
+                (&p.namespace, &p.name) == (&policy.namespace, &policy.name)
+            };
+            match cluster.policies.iter().position(same) {
+                Some(i) => {
+                    cluster.policies[i] = policy;
+                    self.policy_origins[i] = origin;
+                }
+                None => {
+                    cluster.policies.push(policy);
+                    self.policy_origins.push(origin);
+                }
+            }
+        }
+        for node in manifests.nodes {
+            match self.nodes.iter().position(|n| n.name == node.name) {
+                Some(i) => self.nodes[i] = node,
+                None => self.nodes.push(node),
+            }
+        }
+        self.diagnostics.extend(manifests.diagnostics);
+        for (kind, n) in manifests.skipped_kinds {
+            *self.skipped_kinds.entry(kind).or_default() += n;
+        }
     }
 }
 

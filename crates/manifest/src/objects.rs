@@ -4,7 +4,7 @@
 use crate::collect::{Batch, EndpointInfo, Owner, Record};
 use crate::path::{FieldPath, Problems};
 use crate::yaml::{Node, Pos, Value};
-use crate::{Diagnostic, LoadOptions, Origin, Severity, names, policy};
+use crate::{ClusterNode, Diagnostic, LoadOptions, Origin, Severity, names, policy};
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::batch::v1 as batch;
 use k8s_openapi::api::core::v1 as core;
@@ -17,6 +17,7 @@ use std::net::IpAddr;
 /// The kinds we read, with the only apiVersion the API server still serves for each.
 const KINDS: &[(&str, &str)] = &[
     ("Namespace", "v1"),
+    ("Node", "v1"),
     ("Pod", "v1"),
     ("ReplicationController", "v1"),
     ("NetworkPolicy", "networking.k8s.io/v1"),
@@ -137,11 +138,12 @@ fn load_object(
         return;
     }
     match kind {
-        "Namespace" => load_namespace(&ctx, batch),
-        "Pod" => load_pod(&ctx, batch),
-        "NetworkPolicy" => load_policy(&ctx, batch),
-        _ => load_workload(&ctx, batch),
-    }
+        "Namespace" => ctx.decode(batch).map(|o| namespace(&ctx, o, batch)),
+        "Node" => ctx.decode(batch).map(|o| cluster_node(&ctx, o, batch)),
+        "Pod" => ctx.decode(batch).map(|o| pod(&ctx, o, batch)),
+        "NetworkPolicy" => ctx.decode(batch).map(|o| policy(&ctx, o, batch)),
+        _ => decode_workload(&ctx, batch).map(|o| workload(&ctx, o, batch)),
+    };
 }
 
 /// Whether `api_version` belongs to an API group of Kubernetes itself (core, `apps`,
@@ -248,24 +250,6 @@ impl<'c, 'a> Ctx<'c, 'a> {
         self.src.origin(path.locate(self.root))
     }
 
-    /// Reports `problems`; true when none of them is an error.
-    fn report(&self, problems: Problems, batch: &mut Batch) -> bool {
-        let ok = !problems.has_errors();
-        for (severity, path, message) in problems.0 {
-            let pos = path.locate(self.root);
-            let field = Some(path.to_string()).filter(|f| !f.is_empty());
-            self.src.diagnose(
-                batch,
-                severity,
-                pos,
-                Some(self.label.clone()),
-                field,
-                message,
-            );
-        }
-        ok
-    }
-
     /// Deserializes the whole object; a type error anywhere leaves it out, as upstream.
     fn decode<T: DeserializeOwned>(&self, batch: &mut Batch) -> Option<T> {
         if let Ok(value) = T::deserialize(self.root) {
@@ -283,18 +267,32 @@ impl<'c, 'a> Ctx<'c, 'a> {
             }
         }
     }
+}
 
-    /// `metadata.name`, required of every object we keep.
-    fn name(&self, meta: &ObjectMeta, problems: &mut Problems) -> String {
-        let name = meta.name.clone().unwrap_or_default();
-        if name.is_empty() {
-            let what = self.kind;
-            problems.error(
-                FieldPath::new("metadata").child("name"),
-                format!("required: a {what} needs a name"),
+impl Place for Ctx<'_, '_> {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn report(&self, problems: Problems, batch: &mut Batch) -> bool {
+        let ok = !problems.has_errors();
+        for (severity, path, message) in problems.0 {
+            let pos = path.locate(self.root);
+            let field = Some(path.to_string()).filter(|f| !f.is_empty());
+            self.src.diagnose(
+                batch,
+                severity,
+                pos,
+                Some(self.label.clone()),
+                field,
+                message,
             );
         }
-        name
+        ok
     }
 
     fn record<T>(&self, item: T) -> Record<T> {
@@ -307,10 +305,31 @@ impl<'c, 'a> Ctx<'c, 'a> {
     }
 }
 
-fn load_namespace(ctx: &Ctx<'_, '_>, batch: &mut Batch) {
-    let Some(ns) = ctx.decode::<core::Namespace>(batch) else {
-        return;
-    };
+/// Where an object came from, for its diagnostics and its record: a YAML document, or the API
+/// server. What is read from an object does not depend on it.
+pub(crate) trait Place {
+    fn kind(&self) -> &'static str;
+    /// The object's namespace, defaulted.
+    fn namespace(&self) -> &str;
+    /// Reports `problems`; true when none of them is an error.
+    fn report(&self, problems: Problems, batch: &mut Batch) -> bool;
+    fn record<T>(&self, item: T) -> Record<T>;
+
+    /// `metadata.name`, required of every object we keep.
+    fn name(&self, meta: &ObjectMeta, problems: &mut Problems) -> String {
+        let name = meta.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            let what = self.kind();
+            problems.error(
+                FieldPath::new("metadata").child("name"),
+                format!("required: a {what} needs a name"),
+            );
+        }
+        name
+    }
+}
+
+pub(crate) fn namespace(ctx: &impl Place, ns: core::Namespace, batch: &mut Batch) {
     let mut problems = Problems::default();
     let name = ctx.name(&ns.metadata, &mut problems);
     if !name.is_empty() {
@@ -326,24 +345,65 @@ fn load_namespace(ctx: &Ctx<'_, '_>, batch: &mut Batch) {
     }
 }
 
-fn load_policy(ctx: &Ctx<'_, '_>, batch: &mut Batch) {
-    let Some(np) = ctx.decode::<net::NetworkPolicy>(batch) else {
-        return;
-    };
+/// A node: its name and addresses (`status.addresses` that are IPs; hostnames are skipped).
+pub(crate) fn cluster_node(ctx: &impl Place, node: core::Node, batch: &mut Batch) {
     let mut problems = Problems::default();
-    let policy = policy::convert(&np, &ctx.namespace, &mut problems);
+    let name = ctx.name(&node.metadata, &mut problems);
+    let listed = node
+        .status
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten());
+    let mut addresses = Vec::new();
+    for (i, address) in listed.enumerate() {
+        if address.type_ == "Hostname" {
+            continue;
+        }
+        match address.address.parse::<IpAddr>() {
+            Ok(ip) if !addresses.contains(&ip) => addresses.push(ip),
+            Ok(_) => {}
+            Err(_) => problems.error(
+                FieldPath::new("status")
+                    .child("addresses")
+                    .index(i)
+                    .child("address"),
+                format!(
+                    "invalid value {:?}: a {} address must be an IP address",
+                    address.address, address.type_
+                ),
+            ),
+        }
+    }
+    if ctx.report(problems, batch) {
+        batch
+            .nodes
+            .push(ctx.record(ClusterNode { name, addresses }));
+    }
+}
+
+pub(crate) fn policy(ctx: &impl Place, np: net::NetworkPolicy, batch: &mut Batch) {
+    let mut problems = Problems::default();
+    let policy = policy::convert(&np, ctx.namespace(), &mut problems);
     if ctx.report(problems, batch) {
         batch.policies.push(ctx.record(policy));
     }
 }
 
-fn load_pod(ctx: &Ctx<'_, '_>, batch: &mut Batch) {
-    let Some(pod) = ctx.decode::<core::Pod>(batch) else {
+/// Pods that have finished (`status.phase` Succeeded or Failed) hold no address and serve
+/// nothing: they are left out, counted as skipped.
+pub(crate) const FINISHED_POD: &str = "Pod (Succeeded or Failed)";
+
+pub(crate) fn pod(ctx: &impl Place, pod: core::Pod, batch: &mut Batch) {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded" | "Failed")) {
+        *batch
+            .skipped_kinds
+            .entry(FINISHED_POD.to_string())
+            .or_default() += 1;
         return;
-    };
+    }
     let mut problems = Problems::default();
     let name = ctx.name(&pod.metadata, &mut problems);
-    let mut endpoint = Endpoint::pod(ctx.namespace.clone(), name, Default::default());
+    let mut endpoint = Endpoint::pod(ctx.namespace().to_string(), name, Default::default());
     if let Some(spec) = &pod.spec {
         endpoint.host_network = spec.host_network.unwrap_or(false);
         endpoint.ports = container_ports(spec, &FieldPath::new("spec"), &mut problems);
@@ -355,7 +415,7 @@ fn load_pod(ctx: &Ctx<'_, '_>, batch: &mut Batch) {
 }
 
 /// What a workload contributes: its metadata, pod template and replica count.
-struct Workload {
+pub(crate) struct Workload {
     metadata: ObjectMeta,
     template: Option<core::PodTemplateSpec>,
     template_path: FieldPath,
@@ -417,10 +477,7 @@ fn decode_workload(ctx: &Ctx<'_, '_>, batch: &mut Batch) -> Option<Workload> {
     })
 }
 
-fn load_workload(ctx: &Ctx<'_, '_>, batch: &mut Batch) {
-    let Some(workload) = decode_workload(ctx, batch) else {
-        return;
-    };
+fn workload(ctx: &Ctx<'_, '_>, workload: Workload, batch: &mut Batch) {
     let mut problems = Problems::default();
     let name = ctx.name(&workload.metadata, &mut problems);
     let replicas = match workload.replicas {
@@ -436,7 +493,7 @@ fn load_workload(ctx: &Ctx<'_, '_>, batch: &mut Batch) {
     };
     let template = workload.template.unwrap_or_default();
     let labels = template.metadata.and_then(|m| m.labels).unwrap_or_default();
-    let mut endpoint = Endpoint::pod(ctx.namespace.clone(), name, labels);
+    let mut endpoint = Endpoint::pod(ctx.namespace().to_string(), name, labels);
     endpoint.kind = EndpointKind::Workload {
         kind: ctx.kind.to_string(),
     };
@@ -450,7 +507,7 @@ fn load_workload(ctx: &Ctx<'_, '_>, batch: &mut Batch) {
 }
 
 fn finish_endpoint(
-    ctx: &Ctx<'_, '_>,
+    ctx: &impl Place,
     mut endpoint: Endpoint,
     metadata: ObjectMeta,
     problems: Problems,

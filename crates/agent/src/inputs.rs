@@ -1,0 +1,109 @@
+//! What the agent enforces comes from manifest files (`--manifests`, watched on disk) or from
+//! the API server (watched with kube-runtime). Both give a [`Loaded`] and the node's pods;
+//! from there the agent does the same.
+
+use crate::inventory::{PodInventory, PodPlacement};
+use crate::state::{ChangeWaiter, Fingerprint, Snapshot, Sources, compile};
+use palisade_dataplane::RenderOptions;
+use palisade_kube::ClusterWatch;
+use palisade_manifest::{LoadCache, LoadOptions};
+use std::time::{Duration, Instant, SystemTime};
+
+/// A burst of API events (a `kubectl apply` of many objects) becomes one sync: the agent
+/// waits until the events pause this long…
+const SETTLE_QUIET: Duration = Duration::from_millis(10);
+/// …but never longer than this after the first.
+const SETTLE_MOST: Duration = Duration::from_millis(100);
+
+pub(crate) enum Inputs {
+    Files {
+        sources: Sources,
+        /// Parsed manifests, so a sync parses only the documents that changed.
+        cache: LoadCache,
+        waiter: ChangeWaiter,
+        seen: Option<Fingerprint>,
+    },
+    Cluster {
+        watch: ClusterWatch,
+        node: String,
+        load: LoadOptions,
+        seen: Option<u64>,
+    },
+}
+
+impl Inputs {
+    pub(crate) fn files(sources: Sources) -> Self {
+        Self::Files {
+            waiter: ChangeWaiter::new(&sources),
+            sources,
+            cache: LoadCache::default(),
+            seen: None,
+        }
+    }
+
+    /// Waits up to `timeout` for the inputs to change. `Some(when)` when they changed since
+    /// the last call (always on the first), with the time of the change when known.
+    pub(crate) fn next_change(&mut self, timeout: Duration) -> Option<Option<SystemTime>> {
+        match self {
+            Self::Files {
+                sources,
+                waiter,
+                seen,
+                ..
+            } => {
+                let now = sources.fingerprint();
+                if seen.as_ref() != Some(&now) {
+                    let newest = now.newest();
+                    *seen = Some(now);
+                    return Some(newest);
+                }
+                waiter.wait(sources, timeout);
+                None
+            }
+            Self::Cluster { watch, seen, .. } => {
+                let latest = match *seen {
+                    Some(generation) => watch.wait(generation, timeout),
+                    None => watch.seen(),
+                };
+                if *seen == Some(latest.generation) {
+                    return None;
+                }
+                let settled = watch.settle(SETTLE_QUIET, SETTLE_MOST);
+                *seen = Some(settled.generation);
+                Some(latest.at)
+            }
+        }
+    }
+
+    /// True when the inputs were read completely: before that, nothing derived from them may
+    /// replace the rules in force.
+    pub(crate) fn complete(&self) -> bool {
+        match self {
+            Self::Files { .. } => true,
+            Self::Cluster { watch, .. } => watch.complete(),
+        }
+    }
+
+    pub(crate) fn compile(&mut self, options: RenderOptions) -> anyhow::Result<Snapshot> {
+        match self {
+            Self::Files { sources, cache, .. } => sources.compile(options, Some(cache)),
+            Self::Cluster {
+                watch, node, load, ..
+            } => {
+                let started = Instant::now();
+                let (loaded, placements) = watch.load(load);
+                let inventory = PodInventory {
+                    pods: placements
+                        .into_iter()
+                        .map(|(name, node)| PodPlacement {
+                            name,
+                            node,
+                            ips: Vec::new(),
+                        })
+                        .collect(),
+                };
+                compile(loaded, Some(&inventory), node, options, started)
+            }
+        }
+    }
+}
