@@ -2,7 +2,7 @@
 //! the API server (watched with kube-runtime). Both give a [`Loaded`] and the node's pods;
 //! from there the agent does the same.
 
-use crate::inventory::{PodInventory, PodPlacement};
+use crate::inventory::PodInventory;
 use crate::state::{ChangeWaiter, Fingerprint, Snapshot, Sources, compile};
 use palisade_dataplane::RenderOptions;
 use palisade_kube::ClusterWatch;
@@ -92,16 +92,7 @@ impl Inputs {
             } => {
                 let started = Instant::now();
                 let (loaded, placements) = watch.load(load);
-                let inventory = PodInventory {
-                    pods: placements
-                        .into_iter()
-                        .map(|(name, node)| PodPlacement {
-                            name,
-                            node,
-                            ips: Vec::new(),
-                        })
-                        .collect(),
-                };
+                let inventory = PodInventory::from_placements(placements);
                 compile(loaded, Some(&inventory), node, options, started)
             }
         }

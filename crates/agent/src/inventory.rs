@@ -29,6 +29,21 @@ pub struct PodPlacement {
     pub ips: Vec<IpAddr>,
 }
 
+impl PodInventory {
+    /// Pods placed by the API server (`spec.nodeName`), with the addresses their status has.
+    pub fn from_placements(placements: Vec<(String, String)>) -> Self {
+        let pods = placements
+            .into_iter()
+            .map(|(name, node)| PodPlacement {
+                name,
+                node,
+                ips: Vec::new(),
+            })
+            .collect();
+        Self { pods }
+    }
+}
+
 /// Applies the inventory to `cluster` (addresses) and returns this node's pods with their
 /// addresses here, plus the names the inventory lists that the manifests do not have.
 pub fn place(

@@ -93,6 +93,7 @@ impl Lab {
             }),
             manifests: vec![manifests.clone()],
             default_namespace: "default".into(),
+            kube: None,
         };
         let state = match up(&plan, &config) {
             Ok(state) => state,

@@ -243,6 +243,7 @@ fn every_conformance_case_enforced_by_the_agents_measures_as_analysed_and_as_wri
             }),
             manifests: vec![manifests.clone()],
             default_namespace: "default".into(),
+            kube: None,
         };
         let lab_started = Instant::now();
         let state = up(plan, &config).unwrap();

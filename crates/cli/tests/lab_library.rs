@@ -30,6 +30,7 @@ fn config(name: &str) -> UpConfig {
         agent: None,
         manifests: Vec::new(),
         default_namespace: "default".into(),
+        kube: None,
     }
 }
 

@@ -40,6 +40,31 @@ impl ClusterObjects {
     }
 }
 
+impl ClusterObjects {
+    /// Every scheduled pod's node: (`ns/name`, node).
+    pub fn placements(&self, options: &LoadOptions) -> Vec<(String, String)> {
+        placements(&self.pods, options)
+    }
+}
+
+/// (`ns/name`, `spec.nodeName`) of every pod that has a node.
+pub(crate) fn placements<'p>(
+    pods: impl IntoIterator<Item = &'p WatchedPod>,
+    options: &LoadOptions,
+) -> Vec<(String, String)> {
+    pods.into_iter()
+        .filter_map(|pod| {
+            let node = pod.node_name()?.to_string();
+            let meta = &pod.metadata;
+            let namespace = meta
+                .namespace
+                .as_deref()
+                .unwrap_or(&options.default_namespace);
+            Some((format!("{namespace}/{}", meta.name.as_deref()?), node))
+        })
+        .collect()
+}
+
 /// Objects into what manifests give, by the manifest loader's own code.
 pub(crate) fn load_objects<'o>(
     namespaces: impl IntoIterator<Item = &'o core::Namespace>,

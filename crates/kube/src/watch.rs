@@ -10,7 +10,7 @@
 use crate::KubeError;
 use crate::connect::{Session, request_error};
 use crate::objects::{WatchedNode, WatchedPod};
-use crate::read::load_objects;
+use crate::read::{load_objects, placements};
 use futures::StreamExt;
 use k8s_openapi::api::authorization::v1 as authz;
 use k8s_openapi::api::core::v1 as core;
@@ -196,21 +196,7 @@ impl ClusterWatch {
             self.policies.state().iter().map(|o| &**o),
             options,
         );
-        let placements = pods
-            .iter()
-            .filter_map(|pod| {
-                let node = pod.node_name()?.to_string();
-                let meta = &pod.metadata;
-                let name = format!(
-                    "{}/{}",
-                    meta.namespace
-                        .as_deref()
-                        .unwrap_or(&options.default_namespace),
-                    meta.name.as_deref()?
-                );
-                Some((name, node))
-            })
-            .collect();
+        let placements = placements(pods.iter().map(|o| &**o), options);
         (loaded, placements)
     }
 }

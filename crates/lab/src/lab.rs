@@ -3,6 +3,7 @@
 //! again when it fails or is interrupted; `down` removes a lab by its names alone.
 
 use crate::LabError;
+use crate::kube::KubeState;
 use crate::net;
 use crate::plan::{
     GATEWAY, LabSubject, NODE_SIDE_MAC, Plan, SubjectKind, node_link_mac, subject_mac,
@@ -48,6 +49,8 @@ pub struct UpConfig {
     /// Manifests the lab was built from, kept for `probe --compare`.
     pub manifests: Vec<PathBuf>,
     pub default_namespace: String,
+    /// The lab is registered in an API server, and its agents watch it.
+    pub kube: Option<KubeState>,
 }
 
 /// What `lab up` leaves for `probe` and `down`.
@@ -65,8 +68,11 @@ pub struct LabState {
     pub manifests: Vec<PathBuf>,
     pub default_namespace: String,
     pub agent: bool,
-    /// Probe servers and agents started by `up`.
+    /// Probe servers, agents and relays started by `up`.
     pub pids: Vec<i32>,
+    /// When the lab lives in an API server: how to reach it, and whether `up` started it.
+    #[serde(default)]
+    pub kube: Option<KubeState>,
 }
 
 /// Checks a lab name: it goes into namespace names and a directory name.
@@ -276,21 +282,35 @@ impl Build {
         let node_names: Vec<String> = (0..plan.nodes).map(|i| format!("node{i}")).collect();
         if let Some(agent) = &config.agent {
             let inventory = self.dir.join(INVENTORY_FILE);
-            write_json(&inventory, &inventory_of(plan, &node_names))?;
+            if config.kube.is_none() {
+                write_json(&inventory, &inventory_of(plan, &node_names))?;
+            }
             for (node, node_name) in nodes.iter().zip(&node_names) {
                 self.check()?;
                 let mut args: Vec<String> =
                     vec!["agent".into(), "--node".into(), node_name.clone()];
-                for path in &agent.manifests {
-                    args.extend(["--manifests".into(), path.display().to_string()]);
+                match &config.kube {
+                    Some(kube) => {
+                        std::fs::write(&kube.agent_kubeconfig, &kube.agent_kubeconfig_text)
+                            .map_err(|e| LabError::Io {
+                                context: format!("writing {}", kube.agent_kubeconfig.display()),
+                                source: e,
+                            })?;
+                        self.relay(lab, node, kube, &config.exe)?;
+                        args.extend([
+                            "--kubeconfig".into(),
+                            kube.agent_kubeconfig.display().to_string(),
+                        ]);
+                    }
+                    None => {
+                        for path in &agent.manifests {
+                            args.extend(["--manifests".into(), path.display().to_string()]);
+                        }
+                        args.extend(["--pods".into(), inventory.display().to_string()]);
+                    }
                 }
                 let flow_log = self.dir.join(format!("{node}.flows.jsonl"));
-                args.extend([
-                    "--pods".into(),
-                    inventory.display().to_string(),
-                    "--flow-log".into(),
-                    flow_log.display().to_string(),
-                ]);
+                args.extend(["--flow-log".into(), flow_log.display().to_string()]);
                 args.extend(agent.extra_args.iter().cloned());
                 let child = self.spawn_in(node, &config.exe, &args, "agent", Stdio::null())?;
                 self.children.push(child);
@@ -306,7 +326,7 @@ impl Build {
         }
         for (index, ns) in (first_server..).zip(&subject_netns) {
             self.check()?;
-            self.wait_ready(index, ns)?;
+            self.wait_ready(index, ns, "serve")?;
         }
         if config.agent.is_some() {
             for (index, node) in nodes.iter().enumerate() {
@@ -323,6 +343,7 @@ impl Build {
             default_namespace: config.default_namespace.clone(),
             agent: config.agent.is_some(),
             pids: self.children.iter().map(|c| c.id() as i32).collect(),
+            kube: config.kube.clone(),
         };
         write_json(&self.dir.join(STATE_FILE), &state)?;
         Ok(state)
@@ -359,7 +380,48 @@ impl Build {
             })
     }
 
-    fn wait_ready(&mut self, index: usize, netns: &str) -> Result<(), LabError> {
+    /// Starts `lab relay` (in the machine's namespace) bringing the API server into `node`,
+    /// and waits until it listens there.
+    fn relay(
+        &mut self,
+        lab: &str,
+        node: &str,
+        kube: &KubeState,
+        exe: &Path,
+    ) -> Result<(), LabError> {
+        let log_path = self.dir.join(format!("{node}.relay.log"));
+        let log = std::fs::File::create(&log_path).map_err(|e| LabError::Io {
+            context: format!("creating {}", log_path.display()),
+            source: e,
+        })?;
+        let args = [
+            "lab".to_string(),
+            "relay".into(),
+            "--name".into(),
+            lab.to_string(),
+            "--netns".into(),
+            node.to_string(),
+            "--to".into(),
+            kube.server.to_string(),
+        ];
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(exe)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| LabError::Tool {
+                command: format!("{} {}", exe.display(), args.join(" ")),
+                message: e.to_string(),
+            })?;
+        self.children.push(child);
+        let index = self.children.len() - 1;
+        self.wait_ready(index, node, "relay")
+    }
+
+    fn wait_ready(&mut self, index: usize, netns: &str, what: &str) -> Result<(), LabError> {
         let child = &mut self.children[index];
         let mut line = String::new();
         if let Some(stdout) = child.stdout.take() {
@@ -369,7 +431,7 @@ impl Build {
         if line.trim() == crate::serve::READY {
             return Ok(());
         }
-        let log_path = self.dir.join(format!("{netns}.serve.log"));
+        let log_path = self.dir.join(format!("{netns}.{what}.log"));
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         Err(LabError::ServerFailed {
             netns: netns.to_string(),
@@ -524,6 +586,17 @@ pub fn down(state_root: &Path, name: &str) -> Result<DownReport, LabError> {
     net::stop_processes(&pids, STOP_GRACE);
     for ns in &namespaces {
         net::ip(&["netns", "delete", ns])?;
+    }
+    if let Ok(LabState {
+        kube:
+            Some(KubeState {
+                started: Some((script, kube_dir)),
+                ..
+            }),
+        ..
+    }) = load_state(state_root, name)
+    {
+        crate::kube::stop_control_plane(&script, &kube_dir);
     }
     let dir = state_dir(state_root, name);
     let had_state = dir.exists();

@@ -5,32 +5,38 @@
 //! The lab is sealed: no link reaches the machine's own namespace, so its traffic can reach
 //! nothing outside it.
 
+pub mod kube;
 mod lab;
 mod net;
 mod plan;
 mod probe;
+mod relay;
 mod sctp;
 mod serve;
 mod sync;
 
 pub use lab::{
     AgentConfig, DEFAULT_STATE_ROOT, DownReport, INVENTORY_FILE, LabState, UpConfig, down,
-    is_lab_netns, load_state, netns_name, up, validate_name,
+    is_lab_netns, load_state, netns_name, state_dir, up, validate_name,
 };
 pub use plan::{LabSubject, Plan, SubjectKind, plan};
 pub use probe::{
     Difference, Measured, NotProbed, ProbeRow, ProbeSpec, compare, lab_cluster, probe, row_order,
     rows, write_tsv,
 };
+pub use relay::Relay;
 pub use serve::serve;
 pub use sync::{AGENT_METRICS, agent_metrics, agents_synced, metric, wait_for_agents};
 
 use clap::{Args, Subcommand, ValueEnum};
+use kube::KubeState;
 use palisade_engine::{Analysis, Protocol};
 use palisade_manifest::{LoadOptions, load_paths};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// Default lab name, so that `lab up` / `lab down` work without `--name`.
@@ -74,6 +80,9 @@ pub enum LabCommand {
     /// (internal) The probe server a lab pod runs.
     #[command(hide = true)]
     Serve(ServeArgs),
+    /// (internal) Brings the lab's API server into a node's namespace.
+    #[command(hide = true)]
+    Relay(RelayArgs),
 }
 
 /// Options every lab command shares.
@@ -106,6 +115,27 @@ pub struct UpArgs {
     /// Extra arguments for every agent.
     #[arg(long = "agent-arg", hide = true, allow_hyphen_values = true)]
     pub agent_args: Vec<String>,
+    /// Register the lab in a real API server started for it (`scripts/kube-env`, or the script
+    /// PALISADE_KUBE_ENV names): nodes and pods as a kubelet would, the manifests' policies;
+    /// the agents watch the API with the shipped ClusterRole's token. `lab down` stops it.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    pub kube: bool,
+    /// Like --kube, with an API server already running (an admin kubeconfig).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// The lab the relay belongs to (identifies its process).
+    #[arg(long)]
+    pub name: String,
+    /// The node namespace to listen in, at 127.0.0.1 and the target's port.
+    #[arg(long)]
+    pub netns: String,
+    /// Where to forward, in the machine's own namespace.
+    #[arg(long)]
+    pub to: std::net::SocketAddr,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -198,6 +228,8 @@ pub fn run_lab(
                 .iter()
                 .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
                 .collect::<Vec<_>>();
+            let mut plan = plan;
+            let kube = on_api_server(args, &mut plan, &analysis, &manifests, namespace)?;
             let config = UpConfig {
                 name: args.lab.name.clone(),
                 exe,
@@ -208,8 +240,17 @@ pub fn run_lab(
                 }),
                 manifests,
                 default_namespace: namespace.to_string(),
+                kube: kube.clone(),
             };
-            let state = up(&plan, &config)?;
+            let state = up(&plan, &config).inspect_err(|_| {
+                if let Some(KubeState {
+                    started: Some((script, dir)),
+                    ..
+                }) = &kube
+                {
+                    kube::stop_control_plane(script, dir);
+                }
+            })?;
             let pods = state.subjects.iter().filter(|s| !s.is_host()).count();
             writeln!(
                 out,
@@ -250,8 +291,19 @@ pub fn run_lab(
                 write_tsv(out, &state, &rows).map_err(io)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let loaded = load(&state.manifests, &state.default_namespace);
-            let analysis = Analysis::new(lab_cluster(loaded.cluster().clone(), &state));
+            // On the API server, the analysis is what `palisade matrix --kubeconfig` answers.
+            let cluster = match &state.kube {
+                Some(kube) => {
+                    let options = LoadOptions {
+                        default_namespace: state.default_namespace.clone(),
+                    };
+                    kube::read(kube, &options)?.0.cluster
+                }
+                None => load(&state.manifests, &state.default_namespace)
+                    .cluster()
+                    .clone(),
+            };
+            let analysis = Analysis::new(lab_cluster(cluster, &state));
             let differences = compare(&state, &analysis, &rows);
             write_differences(out, &state, &rows, &differences).map_err(io)?;
             Ok(if differences.is_empty() {
@@ -273,6 +325,20 @@ pub fn run_lab(
         }
         LabCommand::Serve(args) => {
             serve(&args.tcp, &args.udp, &args.sctp, out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Relay(args) => {
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(signal, stop.clone()).map_err(|e| LabError::Io {
+                    context: "installing signal handlers".into(),
+                    source: e,
+                })?;
+            }
+            let relay = Relay::start(&args.netns, args.to)?;
+            writeln!(out, "{}", serve::READY).map_err(io)?;
+            out.flush().map_err(io)?;
+            relay.wait(&stop);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -310,6 +376,53 @@ pub fn write_differences(
         differences.len(),
         rows.len() - compared
     )
+}
+
+/// With `--kube` or `--kubeconfig`: the API server (started now for `--kube`), with the lab
+/// registered in it.
+fn on_api_server(
+    args: &UpArgs,
+    plan: &mut Plan,
+    analysis: &Analysis,
+    manifests: &[PathBuf],
+    namespace: &str,
+) -> Result<Option<KubeState>, LabError> {
+    let node_names: Vec<String> = (0..plan.nodes).map(|i| format!("node{i}")).collect();
+    let (admin, started) = match (&args.kubeconfig, args.kube) {
+        (Some(admin), _) => (admin.clone(), None),
+        (None, true) => {
+            let script = std::env::var_os("PALISADE_KUBE_ENV")
+                .map_or_else(|| PathBuf::from("scripts/kube-env"), PathBuf::from);
+            let script = std::path::absolute(&script).unwrap_or(script);
+            let dir = args.lab.state_dir.join(format!("{}.kube", args.lab.name));
+            let admin = kube::start_control_plane(&script, &dir)?;
+            (admin, Some((script, dir)))
+        }
+        (None, false) => return Ok(None),
+    };
+    let agent_kubeconfig =
+        lab::state_dir(&args.lab.state_dir, &args.lab.name).join("agent.kubeconfig");
+    let registered = kube::register(
+        &admin,
+        plan,
+        analysis,
+        manifests,
+        namespace,
+        &node_names,
+        agent_kubeconfig,
+    );
+    match registered {
+        Ok(mut state) => {
+            state.started = started;
+            Ok(Some(state))
+        }
+        Err(e) => {
+            if let Some((script, dir)) = &started {
+                kube::stop_control_plane(script, dir);
+            }
+            Err(e)
+        }
+    }
 }
 
 fn require_root() -> Result<(), LabError> {

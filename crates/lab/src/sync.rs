@@ -3,7 +3,7 @@
 
 use crate::LabError;
 use crate::lab::{INVENTORY_FILE, LabState, state_dir};
-use palisade_agent::state::Sources;
+use palisade_agent::state::{Sources, compile};
 use palisade_dataplane::{Nft, RenderOptions, Runner};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -28,17 +28,29 @@ pub fn agents_synced(
         )));
     }
     let inventory = state_dir(state_root, &state.name).join(INVENTORY_FILE);
+    let load = palisade_manifest::LoadOptions {
+        default_namespace: state.default_namespace.clone(),
+    };
+    // On the API server: what the agents watch, read once for every node.
+    let cluster = match &state.kube {
+        Some(kube) => Some(crate::kube::read(kube, &load)?),
+        None => None,
+    };
     for (netns, node) in state.nodes.iter().zip(&state.node_names) {
-        let sources = Sources {
-            manifests: state.manifests.clone(),
-            pods: Some(inventory.clone()),
-            node: node.clone(),
-            load: palisade_manifest::LoadOptions {
-                default_namespace: state.default_namespace.clone(),
-            },
+        let started = Instant::now();
+        let compiled = match &cluster {
+            Some((loaded, inventory)) => {
+                compile(loaded.clone(), Some(inventory), node, options, started)
+            }
+            None => Sources {
+                manifests: state.manifests.clone(),
+                pods: Some(inventory.clone()),
+                node: node.clone(),
+                load: load.clone(),
+            }
+            .compile(options, None),
         };
-        let wanted = sources
-            .compile(options, None)
+        let wanted = compiled
             .map_err(|e| LabError::Invalid(format!("{e:#}")))?
             .ruleset
             .digest;

@@ -235,6 +235,17 @@ pub fn load_paths(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
     load::texts(&files::pairs(&texts), options, batch).finish()
 }
 
+/// The texts `load_paths` would read from `paths` (files, directories walked as it walks them),
+/// as `(name, text)`, for tools that hand the same manifests to something else (the lab's API
+/// server). Unreadable inputs are left out.
+pub fn read_texts(paths: &[PathBuf]) -> Vec<(String, String)> {
+    let mut batch = Batch::default();
+    files::read_all(paths, &mut batch)
+        .into_iter()
+        .map(|t| (t.name, t.text))
+        .collect()
+}
+
 /// Loads one document stream; `name` is used as the file name in origins and diagnostics.
 pub fn load_str(name: &str, text: &str, options: &LoadOptions) -> Loaded {
     load::texts(&[(name, text)], options, Batch::default()).finish()
