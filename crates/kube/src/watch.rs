@@ -188,17 +188,29 @@ impl ClusterWatch {
     /// What the stores hold now, loaded as manifests holding it would be; and every pod's
     /// node (`ns/name`, node), for the agent to pick its own.
     pub fn load(&self, options: &LoadOptions) -> (Loaded, Vec<(String, String)>) {
-        let pods = self.pods.state();
+        let pods = in_list_order(self.pods.state());
         let loaded = load_objects(
-            self.namespaces.state().iter().map(|o| &**o),
-            self.nodes.state().iter().map(|o| &**o),
+            in_list_order(self.namespaces.state()).iter().map(|o| &**o),
+            in_list_order(self.nodes.state()).iter().map(|o| &**o),
             pods.iter().map(|o| &**o),
-            self.policies.state().iter().map(|o| &**o),
+            in_list_order(self.policies.state()).iter().map(|o| &**o),
             options,
         );
         let placements = placements(pods.iter().map(|o| &**o), options);
         (loaded, placements)
     }
+}
+
+/// A store's objects in the order the API server lists them (namespace, then name), not the
+/// store's hash order: the same objects always compile to the same table, so a restarted
+/// agent recognises its own, and a watch answers as a list does.
+fn in_list_order<K: Resource>(mut objects: Vec<Arc<K>>) -> Vec<Arc<K>> {
+    fn key<K: Resource>(object: &K) -> (Option<&str>, Option<&str>) {
+        let meta = object.meta();
+        (meta.namespace.as_deref(), meta.name.as_deref())
+    }
+    objects.sort_unstable_by(|a, b| key(&**a).cmp(&key(&**b)));
+    objects
 }
 
 impl Drop for ClusterWatch {
