@@ -1,7 +1,7 @@
 //! The lab on a real API server (`lab up --kube`), as root: pods registered as a kubelet
 //! would, agents watching the API with the shipped ClusterRole's token. Policies applied
 //! through the API are enforced; 100 updates under load let no denied connection through; the
-//! API server away from the agents for 30 s leaves the rules in force, and what changed
+//! API server unreachable (or stopped) for 30 s leaves the rules in force, and what changed
 //! meanwhile is enforced once it is back; an agent whose role lacks a verb fails naming it.
 //! Without root, `ip`, `nft` or a kube-apiserver (Go, or the cached build) every test says
 //! SKIPPED and passes.
@@ -416,6 +416,46 @@ fn an_api_server_away_for_30_seconds_keeps_the_rules_and_what_changed_meanwhile_
     assert!(!lab.reaches("a", "b", 80));
     lab.enforced_equals_analysed();
     drop(back);
+}
+
+#[test]
+fn an_api_server_stopped_for_30_seconds_keeps_the_rules_and_the_agents_catch_up() {
+    if !can_run() {
+        return;
+    }
+    let lab = KubeLab::start("stop");
+    lab.apply(&b_admits(&[("a", 80)]));
+    let (script, dir) = lab.kube.started.clone().unwrap();
+    let control = |verb: &str| {
+        let status = Command::new(&script)
+            .arg(verb)
+            .env("PALISADE_KUBE_DIR", &dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "kube-env {verb}");
+    };
+    control("stop-apiserver");
+    let stopped = Instant::now();
+    while stopped.elapsed() < Duration::from_secs(30) {
+        assert!(lab.reaches("a", "b", 80), "the rules in force were dropped");
+        assert!(
+            !lab.reaches("c", "b", 81),
+            "the rules in force were dropped"
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    control("start-apiserver");
+    // Changed as soon as the server is back, while the agents still wait out their backoff.
+    lab.apply_only(&b_admits(&[("c", 81)]));
+    let back = Instant::now();
+    lab.synced();
+    eprintln!(
+        "the agents caught up {:?} after the API server came back",
+        back.elapsed()
+    );
+    assert!(lab.reaches("c", "b", 81), "the change is enforced");
+    assert!(!lab.reaches("a", "b", 80));
+    lab.enforced_equals_analysed();
 }
 
 #[test]

@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{self, Store};
+use kube::runtime::utils::ResetTimerBackoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use palisade_manifest::{LoadOptions, Loaded};
 use serde::de::DeserializeOwned;
@@ -221,6 +222,20 @@ impl Drop for ClusterWatch {
     }
 }
 
+/// Retries of a failed watch or list: from 0.5 s doubling to 10 s, jittered, starting over
+/// after two quiet minutes. kube-runtime's default (client-go's) goes up to 30 s, which after
+/// an outage of the API server leaves a node enforcing stale rules for half a minute more;
+/// 10 s with jitter still spreads a fleet's retries.
+fn retry_backoff() -> ResetTimerBackoff<watcher::ExponentialBackoff> {
+    let exponential = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(10))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    ResetTimerBackoff::new(exponential.into(), Duration::from_secs(120))
+}
+
 /// Managed fields are most of a small object's bytes, and nothing policy reads.
 fn forget_managed_fields(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
@@ -242,7 +257,7 @@ where
     let changes = changes.clone();
     let observer = observer.clone();
     let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(retry_backoff())
         .modify(trim)
         .reflect(writer);
     tasks.push(tokio::spawn(async move {
