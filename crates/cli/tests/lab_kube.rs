@@ -11,7 +11,7 @@ mod common;
 use k8s_openapi::api::networking::v1 as net;
 use k8s_openapi::api::rbac::v1 as rbac;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use palisade_dataplane::RenderOptions;
+use palisade_dataplane::{Nft, RenderOptions, Runner};
 use palisade_engine::Analysis;
 use palisade_lab::kube::{KubeState, register, start_control_plane, stop_control_plane};
 use palisade_lab::{
@@ -325,6 +325,67 @@ fn policies_applied_through_the_api_are_enforced_as_analysed() {
         "the policy was deleted: open again"
     );
     lab.enforced_equals_analysed();
+}
+
+/// A restarted agent recognises the table its predecessor compiled from the same API objects
+/// (same objects, same table, whatever order the watches delivered them in) and keeps it: no
+/// new generation, no moment without rules.
+#[test]
+fn a_restarted_agent_adopts_its_table() {
+    if !can_run() {
+        return;
+    }
+    let lab = KubeLab::start("restart");
+    lab.apply(&b_admits(&[("a", 80)]));
+    let node = lab.state.nodes[0].clone();
+    let nft = Nft::new(Runner::in_netns(node.clone()));
+    let table = || nft.current().unwrap().and_then(|t| t.written_by_agent);
+    let before = table().expect("the agent's table");
+    let agent = lab
+        .state
+        .pids
+        .iter()
+        .copied()
+        .find(|&pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(" agent ") && cmdline.contains("node0")
+        })
+        .expect("node0's agent");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    while Path::new(&format!("/proc/{agent}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{agent}/stat")).is_ok_and(|s| s.contains(") Z "))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(table(), Some(before), "the rules stay while no agent runs");
+    let mut restarted = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &node,
+            env!("CARGO_BIN_EXE_palisade"),
+            "agent",
+        ])
+        .args(["--node", "node0", "--flow-log", "/dev/null", "--kubeconfig"])
+        .arg(&lab.kube.agent_kubeconfig)
+        .spawn()
+        .unwrap();
+    lab.synced();
+    assert_eq!(table(), Some(before), "adopted, not applied again");
+    // The restarted agent enforces changes: x/a (on its node) closed to everyone.
+    let a_closed = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+        metadata: {name: a-closed, namespace: x}\n\
+        spec: {podSelector: {matchLabels: {pod: a}}, policyTypes: [Ingress]}\n";
+    lab.apply(&serde_saphyr::from_str(a_closed).unwrap());
+    assert_ne!(table(), Some(before));
+    assert!(!lab.reaches("c", "a", 80));
+    let _ = restarted.kill();
+    let _ = restarted.wait();
 }
 
 #[test]
