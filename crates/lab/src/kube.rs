@@ -103,7 +103,7 @@ pub fn register(
             node_names,
         )
         .await?;
-        Ok(agent_token(&session).await?)
+        agent_token(&session).await
     })
     .map_err(kube_error)?;
     let (server, ca) = server_and_ca(admin)?;
