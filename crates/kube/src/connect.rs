@@ -74,8 +74,14 @@ pub(crate) fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
         messages.push(next.to_string());
         cause = next;
     }
-    // Outer layers often repeat the inner message; the last one says what happened.
-    messages.pop().unwrap_or_default()
+    // Outer layers often repeat the inner message; the last one says what happened. Its first
+    // line: a YAML error goes on with a snippet of the file, and errors are one line.
+    let last = messages.pop().unwrap_or_default();
+    last.lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
 }
 
 /// One line for a failed request: unreachable, refused (which verb on what), or failed.

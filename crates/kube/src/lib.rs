@@ -41,11 +41,9 @@ pub enum KubeError {
         resource: String,
         message: String,
     },
-    #[error("writing {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    // Not `source`: that field would be the error's cause too, and `{:#}` would print it twice.
+    #[error("writing {path}: {error}")]
+    Write { path: String, error: std::io::Error },
     #[error("starting the client runtime: {0}")]
     Runtime(std::io::Error),
 }

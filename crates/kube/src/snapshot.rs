@@ -10,9 +10,9 @@ use std::path::Path;
 /// Writes `namespaces.yaml`, `nodes.yaml`, `pods.yaml` and `networkpolicies.yaml` into `dir`
 /// (created if missing), each a stream of YAML documents; returns how many objects it wrote.
 pub fn snapshot(objects: &ClusterObjects, dir: &Path) -> Result<usize, KubeError> {
-    let io = |path: &Path, source| KubeError::Write {
+    let io = |path: &Path, error| KubeError::Write {
         path: path.display().to_string(),
-        source,
+        error,
     };
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut written = 0;
@@ -45,7 +45,7 @@ fn documents<T: Serialize>(objects: &[T]) -> Result<(String, usize), KubeError> 
     for object in objects {
         let document = serde_saphyr::to_string(object).map_err(|e| KubeError::Write {
             path: "YAML".to_string(),
-            source: std::io::Error::other(e.to_string()),
+            error: std::io::Error::other(e.to_string()),
         })?;
         text.push_str("---\n");
         text.push_str(&document);

@@ -1,9 +1,13 @@
-//! What the root-only lab tests share.
+//! What the root-only lab tests share, and a real API server for the tests that read one.
+
+pub mod kube;
 
 use std::process::Command;
 
 /// Whether this machine can run lab tests: root, iproute2 and nft. When not, says so on stderr
 /// (the tests then pass without running, visibly).
+// Not every test binary that shares this module runs lab tests.
+#[allow(dead_code)]
 pub fn can_run_lab(what: &str) -> bool {
     let root = nix::unistd::geteuid().is_root();
     let ip = Command::new("ip").arg("-V").output().is_ok();
