@@ -717,6 +717,7 @@ fn a_server_certificate_the_kubeconfig_ca_did_not_sign_is_one_line() {
 }
 
 #[test]
+fn a_server_certificate_no_platform_root_trusts_is_one_line() {
     let Some(env) = KubeEnv::shared("an untrusted server certificate") else {
         return;
     };
