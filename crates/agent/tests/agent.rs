@@ -115,7 +115,9 @@ fn metrics(node: &Node, addr: SocketAddr) -> String {
     node.node
         .enter(move || {
             let mut stream = TcpStream::connect(addr).unwrap();
-            stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+            // HTTP/1.0: the server closes after one answer, so reading to the end returns.
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
             let mut text = String::new();
             stream.read_to_string(&mut text).unwrap();
             text
