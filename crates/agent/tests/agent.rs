@@ -116,7 +116,9 @@ fn metrics(node: &Node, addr: SocketAddr) -> String {
         .enter(move || {
             let mut stream = TcpStream::connect(addr).unwrap();
             // HTTP/1.0: the server closes after one answer, so reading to the end returns.
-            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
             stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
             let mut text = String::new();
             stream.read_to_string(&mut text).unwrap();
