@@ -8,6 +8,10 @@
 
 mod common;
 
+use common::netns::{
+    Hammer, assert_hammer_gets_through, in_netns, no_connection_through_during, pod_of,
+};
+
 use palisade_agent::{FlowRecord, Verdict};
 use palisade_dataplane::RenderOptions;
 use palisade_engine::{Analysis, Protocol};
@@ -20,7 +24,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long the agents may take to apply a change (they poll every 50 ms).
@@ -120,14 +124,7 @@ impl Lab {
     }
 
     fn pod(&self, name: &str) -> (String, SocketAddr) {
-        let k = self
-            .state
-            .subjects
-            .iter()
-            .position(|s| s.name == format!("x/{name}"))
-            .unwrap();
-        let addr = SocketAddr::new(self.state.subjects[k].ip.into(), 0);
-        (self.state.subject_netns[k].clone(), addr)
+        pod_of(&self.state, name)
     }
 
     /// Flow records both agents have written so far.
@@ -164,86 +161,13 @@ fn write(dir: &Path, text: &str) {
     std::fs::rename(&staging, dir.join("cluster.yaml")).unwrap();
 }
 
-/// Runs `f` on a thread inside network namespace `netns`.
-fn in_netns<T: Send + 'static>(netns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let file = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
-    std::thread::spawn(move || {
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
-/// Clients in `netns` opening TCP connections to `dst` as fast as they can, until stopped;
-/// counts attempts and connections that got through. A denied SYN is dropped, so each attempt
-/// waits a short timeout; several clients keep SYNs flowing meanwhile.
-struct Hammer {
-    stop: Arc<AtomicBool>,
-    attempts: Arc<AtomicUsize>,
-    through: Arc<AtomicUsize>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Hammer {
-    const CLIENTS: usize = 8;
-
-    fn start(netns: &str, dst: SocketAddr) -> Hammer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let attempts = Arc::new(AtomicUsize::new(0));
-        let through = Arc::new(AtomicUsize::new(0));
-        let threads = (0..Self::CLIENTS)
-            .map(|_| {
-                let file = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
-                let (stop, attempts, through) = (stop.clone(), attempts.clone(), through.clone());
-                std::thread::spawn(move || {
-                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-                    while !stop.load(Ordering::Relaxed) {
-                        attempts.fetch_add(1, Ordering::Relaxed);
-                        if TcpStream::connect_timeout(&dst, Duration::from_millis(50)).is_ok() {
-                            through.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                })
-            })
-            .collect();
-        Hammer {
-            stop,
-            attempts,
-            through,
-            threads,
-        }
-    }
-
-    /// Stops the clients; returns (attempts, connections that got through).
-    fn finish(self) -> (usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads {
-            thread.join().unwrap();
-        }
-        (
-            self.attempts.load(Ordering::Relaxed),
-            self.through.load(Ordering::Relaxed),
-        )
-    }
-}
-
 /// With x/b's ingress open to x/a only, a hammer on the allowed pair counts connections: the
 /// leak detector of the tests below sees a connection the moment the rules let one through.
 fn detector_sees_an_open_pair(lab: &Lab) {
     let (c, _) = lab.pod("c");
     let (_, b) = lab.pod("b");
     lab.set(&(pods() + &b_admits(&[("c", 81)])));
-    let hammer = Hammer::start(&c, SocketAddr::new(b.ip(), 81));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while hammer.through.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let (_, through) = hammer.finish();
-    assert!(
-        through > 0,
-        "the detector saw no connection on an allowed pair"
-    );
+    assert_hammer_gets_through(&c, SocketAddr::new(b.ip(), 81));
 }
 
 #[test]
@@ -310,21 +234,9 @@ fn policy_updates_under_load_leak_no_denied_connection() {
     let lab = Lab::start("upd", &versions[0]);
     let (c, _) = lab.pod("c");
     let (_, b) = lab.pod("b");
-    let hammer = Hammer::start(&c, SocketAddr::new(b.ip(), 81));
-    let started = Instant::now();
-    for update in 1..=UPDATES {
-        lab.set(&versions[update % 2]);
-    }
-    let took = started.elapsed();
-    let (attempts, through) = hammer.finish();
-    eprintln!(
-        "{UPDATES} updates in {took:?}; {attempts} denied connection attempts during them, {through} got through"
-    );
-    assert!(
-        attempts >= UPDATES,
-        "the clients barely ran: {attempts} attempts"
-    );
-    assert_eq!(through, 0, "denied connections got through during updates");
+    no_connection_through_during(&c, SocketAddr::new(b.ip(), 81), UPDATES, |update| {
+        lab.set(&versions[update % 2])
+    });
     detector_sees_an_open_pair(&lab);
 }
 

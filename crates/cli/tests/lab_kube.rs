@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::netns::{assert_hammer_gets_through, in_netns, no_connection_through_during, pod_of};
+
 use k8s_openapi::api::networking::v1 as net;
 use k8s_openapi::api::rbac::v1 as rbac;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -21,8 +23,6 @@ use palisade_lab::{
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The agents' watches back off up to half a minute while the API server is away.
@@ -201,14 +201,7 @@ impl KubeLab {
     }
 
     fn pod(&self, name: &str) -> (String, SocketAddr) {
-        let k = self
-            .state
-            .subjects
-            .iter()
-            .position(|s| s.name == format!("x/{name}"))
-            .unwrap();
-        let addr = SocketAddr::new(self.state.subjects[k].ip.into(), 0);
-        (self.state.subject_netns[k].clone(), addr)
+        pod_of(&self.state, name)
     }
 
     /// Whether `src` can open a TCP connection to `dst:port` now.
@@ -243,65 +236,6 @@ impl Drop for KubeLab {
             stop_control_plane(script, dir);
         }
         let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn in_netns<T: Send + 'static>(netns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let file = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
-    std::thread::spawn(move || {
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
-/// Clients in `netns` opening TCP connections to `dst` until stopped; counts attempts and
-/// connections that got through.
-struct Hammer {
-    stop: Arc<AtomicBool>,
-    attempts: Arc<AtomicUsize>,
-    through: Arc<AtomicUsize>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Hammer {
-    fn start(netns: &str, dst: SocketAddr) -> Hammer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let attempts = Arc::new(AtomicUsize::new(0));
-        let through = Arc::new(AtomicUsize::new(0));
-        let threads = (0..8)
-            .map(|_| {
-                let file = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
-                let (stop, attempts, through) = (stop.clone(), attempts.clone(), through.clone());
-                std::thread::spawn(move || {
-                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-                    while !stop.load(Ordering::Relaxed) {
-                        attempts.fetch_add(1, Ordering::Relaxed);
-                        if TcpStream::connect_timeout(&dst, Duration::from_millis(50)).is_ok() {
-                            through.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                })
-            })
-            .collect();
-        Hammer {
-            stop,
-            attempts,
-            through,
-            threads,
-        }
-    }
-
-    fn finish(self) -> (usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads {
-            thread.join().unwrap();
-        }
-        (
-            self.attempts.load(Ordering::Relaxed),
-            self.through.load(Ordering::Relaxed),
-        )
     }
 }
 
@@ -400,30 +334,12 @@ fn policy_updates_through_the_api_under_load_leak_no_denied_connection() {
     lab.apply(&versions[0]);
     let (c, _) = lab.pod("c");
     let (_, b) = lab.pod("b");
-    let hammer = Hammer::start(&c, SocketAddr::new(b.ip(), 81));
-    let started = Instant::now();
-    for update in 1..=UPDATES {
-        lab.apply(&versions[update % 2]);
-    }
-    let took = started.elapsed();
-    let (attempts, through) = hammer.finish();
-    eprintln!(
-        "{UPDATES} updates through the API in {took:?}; {attempts} denied connection attempts during them, {through} got through"
-    );
-    assert!(attempts >= UPDATES, "the clients barely ran: {attempts}");
-    assert_eq!(through, 0, "denied connections got through during updates");
+    no_connection_through_during(&c, SocketAddr::new(b.ip(), 81), UPDATES, |update| {
+        lab.apply(&versions[update % 2])
+    });
     // The detector works: the pair the last version admits is open.
     lab.apply(&b_admits(&[("c", 81)]));
-    let hammer = Hammer::start(&c, SocketAddr::new(b.ip(), 81));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while hammer.through.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let (_, through) = hammer.finish();
-    assert!(
-        through > 0,
-        "the detector saw no connection on an allowed pair"
-    );
+    assert_hammer_gets_through(&c, SocketAddr::new(b.ip(), 81));
 }
 
 #[test]

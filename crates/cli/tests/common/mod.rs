@@ -1,6 +1,7 @@
 //! What the root-only lab tests share, and a real API server for the tests that read one.
 
 pub mod kube;
+pub mod netns;
 
 use std::process::Command;
 
