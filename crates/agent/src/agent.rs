@@ -1,6 +1,7 @@
 //! The agent's loop: reconcile, watch, compile, apply atomically, revoke, record verdicts.
 
 use crate::AgentArgs;
+use crate::drift::TableWatch;
 use crate::flows::{FlowRecord, NflogSocket, record};
 use crate::inputs::Inputs;
 use crate::metrics::{Health, Metrics, VerdictLabels};
@@ -72,6 +73,9 @@ pub(crate) struct Agent {
     in_force: Option<Arc<Snapshot>>,
     /// The rules in force were applied but the connections they deny were not all revoked.
     revoke_pending: bool,
+    table_watch: TableWatch,
+    /// The kernel's table is not what this agent applied: the next sync replaces it whole.
+    replace_whole: bool,
 }
 
 impl Agent {
@@ -82,9 +86,12 @@ impl Agent {
         health: Arc<Health>,
     ) -> Self {
         let runner = Runner::here();
+        let nft = Nft::new(runner.clone());
         Self {
             inputs,
-            nft: Nft::new(runner.clone()),
+            table_watch: TableWatch::start(&nft),
+            replace_whole: false,
+            nft,
             runner,
             metrics,
             health,
@@ -118,19 +125,31 @@ impl Agent {
             log_group: self.args.log_group,
         };
         let snapshot = match self.inputs.compile(options) {
-            Ok(snapshot) => Arc::new(snapshot),
+            Ok(snapshot) => snapshot,
             Err(e) => {
                 self.metrics.error("load");
                 tracing::error!("{e:#}");
                 return Synced::Done;
             }
         };
+        // The routes are input too: without them the rules in force stay.
+        let snapshot = match snapshot.with_node_interfaces(&self.runner) {
+            Ok(snapshot) => Arc::new(snapshot),
+            Err(e) => {
+                self.metrics.error("routes");
+                tracing::error!(
+                    "cannot read the node's routes to its pods, keeping the rules in force: {e}"
+                );
+                return Synced::Retry;
+            }
+        };
         // Published before it is applied: the kernel logs with its chains at once. The
         // snapshot it pushes out is dropped when the sync returns.
         let _evicted = self.publish(snapshot.clone());
-        if self.applied.is_some() && snapshot.ruleset.digest == digest {
+        if !self.replace_whole && self.applied.is_some() && snapshot.ruleset.digest == digest {
             // Same rules as in force: keep them.
             tracing::info!(generation, "rules in force are up to date");
+            self.table_watch.adopted(&self.nft);
             self.in_force = Some(snapshot.clone());
             if self.revoke_pending {
                 let revoked = self.revoke(&snapshot);
@@ -163,6 +182,8 @@ impl Agent {
             }
         };
         self.metrics.applied(how);
+        self.table_watch.applied(&self.nft);
+        self.replace_whole = false;
         self.health.set_ready(true);
         self.applied = Some((generation, snapshot.ruleset.digest));
         self.in_force = Some(snapshot.clone());
@@ -248,6 +269,12 @@ impl Agent {
             if let Some(change) = self.inputs.next_change(poll) {
                 // The first change of a burst is when the wait for enforcement started.
                 pending = Some(pending.flatten().or(change));
+            }
+            if self.table_watch.drifted(&self.nft) {
+                self.metrics.table_repairs.inc();
+                self.replace_whole = true;
+                self.in_force = None;
+                pending.get_or_insert(None);
             }
             let retry_due = retry_at.is_some_and(|at| Instant::now() >= at);
             if pending.is_none() && !retry_due {

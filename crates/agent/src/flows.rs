@@ -12,6 +12,7 @@ use netlink_sys::{Socket, constants::NETLINK_NETFILTER};
 use palisade_dataplane::LogTag;
 use palisade_engine::{ChainId, Direction, Protocol, RuleId, Subject};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,7 +126,9 @@ pub fn record(
         LogTag::AdmittedIn(key) => {
             // The chain's set holds what its rules admit; the rule that decided is the first
             // of them that admits this packet, as the set was rendered.
-            let protocol = Protocol::ALL.into_iter().find(|p| p.as_str() == protocol)?;
+            let protocol = Protocol::ALL
+                .into_iter()
+                .find(|p| *p.as_str() == *protocol)?;
             snapshots.iter().find_map(|s| {
                 let chain = s.chain(key)?;
                 let direction = s.program.chains[chain].direction;
@@ -220,23 +223,34 @@ impl Decision {
 }
 
 /// Addresses, protocol and ports of an IPv4 or IPv6 packet (possibly cut short by NFLOG's copy
-/// range). TCP, UDP and SCTP all start with source and destination port.
-fn parse_packet(payload: &[u8]) -> Option<(IpAddr, IpAddr, &'static str, u16, u16)> {
+/// range). TCP, UDP and SCTP all start with source and destination port; other protocols
+/// (dropped where a side is isolated) have no ports and are recorded with port 0.
+fn parse_packet(payload: &[u8]) -> Option<(IpAddr, IpAddr, Cow<'static, str>, u16, u16)> {
     let (ip, _) = etherparse::LaxIpSlice::from_slice(payload).ok()?;
     let body = ip.payload();
-    let protocol = match body.ip_number {
-        etherparse::IpNumber::TCP => "TCP",
-        etherparse::IpNumber::UDP => "UDP",
-        etherparse::IpNumber::SCTP => "SCTP",
-        _ => return None,
+    let (protocol, ports) = match body.ip_number {
+        etherparse::IpNumber::TCP => ("TCP".into(), true),
+        etherparse::IpNumber::UDP => ("UDP".into(), true),
+        etherparse::IpNumber::SCTP => ("SCTP".into(), true),
+        etherparse::IpNumber::ICMP => ("ICMP".into(), false),
+        etherparse::IpNumber::IPV6_ICMP => ("ICMPv6".into(), false),
+        other => (format!("IP protocol {}", other.0).into(), false),
     };
-    let ports = body.payload.get(..4)?;
+    let (sport, dport) = if ports {
+        let ports = body.payload.get(..4)?;
+        (
+            u16::from_be_bytes([ports[0], ports[1]]),
+            u16::from_be_bytes([ports[2], ports[3]]),
+        )
+    } else {
+        (0, 0)
+    };
     Some((
         ip.source_addr(),
         ip.destination_addr(),
         protocol,
-        u16::from_be_bytes([ports[0], ports[1]]),
-        u16::from_be_bytes([ports[2], ports[3]]),
+        sport,
+        dport,
     ))
 }
 
@@ -362,7 +376,7 @@ mod tests {
             Some((
                 "10.2.0.1".parse().unwrap(),
                 "10.1.0.1".parse().unwrap(),
-                "TCP",
+                "TCP".into(),
                 40000,
                 80
             ))
@@ -374,12 +388,20 @@ mod tests {
         v6.extend([0x13, 0x88, 0, 53, 0, 8, 0, 0]);
         assert_eq!(
             parse_packet(&v6).map(|p| (p.2, p.3, p.4)),
-            Some(("UDP", 5000, 53))
+            Some(("UDP".into(), 5000, 53))
         );
-        // ICMP is not governed: no record.
+        // Protocols without ports are recorded by name, with port 0.
         let mut icmp = v4.clone();
         icmp[9] = 1;
-        assert_eq!(parse_packet(&icmp), None);
+        assert_eq!(
+            parse_packet(&icmp).map(|p| (p.2, p.3, p.4)),
+            Some(("ICMP".into(), 0, 0))
+        );
+        icmp[9] = 253;
+        assert_eq!(
+            parse_packet(&icmp).map(|p| (p.2, p.3, p.4)),
+            Some(("IP protocol 253".into(), 0, 0))
+        );
     }
 
     /// An IPv4 TCP SYN header from `src` to `dst:port`.

@@ -14,6 +14,7 @@
 //! `--cleanup-on-exit`. Traffic of the node itself to and from its pods is never filtered.
 
 mod agent;
+mod drift;
 pub mod flows;
 mod inputs;
 pub mod inventory;

@@ -55,6 +55,7 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub applies: Family<ApplyLabels, Counter>,
     pub revoked: Counter,
+    pub table_repairs: Counter,
     pub generation: Gauge,
     pub flow_log_overruns: Counter,
     pub change_to_applied: Histogram,
@@ -75,6 +76,7 @@ impl Default for Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let applies = Family::<ApplyLabels, Counter>::default();
         let revoked = Counter::default();
+        let table_repairs = Counter::default();
         let generation = Gauge::default();
         let flow_log_overruns = Counter::default();
         let change_to_applied = Histogram::new(exponential_buckets(0.001, 2.0, 15));
@@ -135,6 +137,12 @@ impl Default for Metrics {
             revoked.clone(),
         );
         registry.register(
+            "table_repairs",
+            "Times the table in the kernel was found changed or gone (not by this agent) and \
+             was replaced whole",
+            table_repairs.clone(),
+        );
+        registry.register(
             "generation",
             "Generation of the rules in force, set once they are applied and the connections \
              they deny are revoked",
@@ -156,6 +164,7 @@ impl Default for Metrics {
             errors,
             applies,
             revoked,
+            table_repairs,
             generation,
             flow_log_overruns,
             change_to_applied,

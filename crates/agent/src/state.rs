@@ -4,7 +4,9 @@ use crate::inventory::{PodInventory, place};
 use anyhow::{Context, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use palisade_dataplane::{ChainIndex, ChainKey, RenderOptions, Ruleset, render};
+use palisade_dataplane::{
+    ChainIndex, ChainKey, RenderOptions, Ruleset, Runner, pod_interfaces, render,
+};
 use palisade_engine::{Analysis, ChainId, NodeProgram};
 use palisade_manifest::{LoadCache, LoadOptions, Loaded, Severity, load_paths};
 use std::collections::HashMap;
@@ -34,6 +36,21 @@ impl Snapshot {
             ruleset,
             chains_by_key,
         }
+    }
+
+    /// The snapshot with its table's source check filled in: the interfaces toward its local
+    /// pods of the node `runner` runs in (from the node's routes, which are input too).
+    pub fn with_node_interfaces(self, runner: &Runner) -> Result<Self, palisade_dataplane::Error> {
+        let ips = self
+            .program
+            .locals
+            .iter()
+            .flat_map(|p| p.ips.iter().copied());
+        let interfaces = pod_interfaces(runner, ips)?;
+        Ok(Self {
+            ruleset: self.ruleset.with_pod_interfaces(interfaces),
+            ..self
+        })
     }
 
     /// The chain whose log prefixes carry `key`, when this program has it.

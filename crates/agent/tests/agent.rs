@@ -258,13 +258,9 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
         "{text}"
     );
 
-    // Someone deletes part of the table behind the agent's back: applying the next change
-    // fails, and the agent replaces the whole table instead. Then back to probe only, as a
-    // change again.
-    node.node
-        .runner()
-        .run("nft", &["delete element inet palisade state { 1 }"], None)
-        .unwrap();
+    // The table is changed behind the agent's back: an element deleted, an accept rule put
+    // first, the whole table deleted. Each time the agent notices at once (nft monitor) and
+    // replaces the whole table; what it denied stays denied.
     let wait_for_new_table = |old: Option<u32>| {
         for _ in 0..500 {
             if generation(&nft).is_some_and(|g| Some(g) != old) {
@@ -274,6 +270,23 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
         }
         panic!("no new table after {old:?}");
     };
+    let tampering = [
+        "delete element inet palisade state { 1 }",
+        "insert rule inet palisade forward accept",
+        "delete table inet palisade",
+    ];
+    for command in tampering {
+        let old = generation(&nft);
+        let tampered = Instant::now();
+        node.node.runner().run("nft", &[command], None).unwrap();
+        wait_for_new_table(old);
+        eprintln!("`nft {command}` repaired in {:?}", tampered.elapsed());
+        assert!(
+            !probe(&node, ip(WEB), ip(DB), Proto::Tcp, 5432),
+            "after `nft {command}` web reached db"
+        );
+    }
+    // Changes after the repairs are applied as changes again.
     let old = generation(&nft);
     write(&policy_file, &db_policy("shop", "web"));
     wait_for_new_table(old);
@@ -284,9 +297,9 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
     until(&node, PROBE, DB, 5432, true);
     let text = metrics(&node, metrics_addr);
     for line in [
-        r#"palisade_errors_total{kind="apply_changes"} 1"#,
-        r#"palisade_applies_total{how="replace"} 2"#,
-        r#"palisade_applies_total{how="changes"} 2"#,
+        "palisade_table_repairs_total 3",
+        r#"palisade_applies_total{how="replace"} 4"#,
+        r#"palisade_applies_total{how="changes"} 3"#,
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }

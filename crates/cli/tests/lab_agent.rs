@@ -20,7 +20,7 @@ use palisade_lab::{
     lab_cluster, plan, probe, up, wait_for_agents,
 };
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -449,4 +449,191 @@ fn flow_records_and_metrics_name_verdicts_and_policies() {
         assert!(count >= 1.0, "{sample}{count}");
     }
     assert!(palisade_lab::metric(&text, "palisade_rules").is_some_and(|n| n > 0.0));
+}
+
+/// x/a may only send to x/b on TCP 80: its egress is isolated.
+const A_EGRESS: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+    metadata: {name: a-out, namespace: x}\n\
+    spec:\n  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Egress]\n\
+    \x20 egress: [{to: [{podSelector: {matchLabels: {pod: b}}}], ports: [{port: 80}]}]\n---\n";
+
+/// An address of node 0 itself (on its loopback), with a TCP service on it.
+const NODE_ADDR: &str = "10.250.0.1";
+const NODE_PORT: u16 = 8080;
+
+/// IP protocol numbers the attacks below use.
+const ICMP: i32 = 1;
+const UNASSIGNED: i32 = 253;
+
+/// Whether one datagram of IP `protocol` sent from pod namespace `src` (address `src_ip`)
+/// arrives at `dst` in namespace `dst_netns`: an ICMP echo request, or a few bytes of an
+/// unassigned protocol. Read with a raw socket of that protocol in the receiving namespace.
+fn raw_delivered(
+    src: &str,
+    src_ip: Ipv4Addr,
+    dst_netns: &str,
+    dst: Ipv4Addr,
+    protocol: i32,
+) -> bool {
+    use socket2::{Domain, Protocol as IpProtocol, Socket, Type};
+    let open = move || {
+        let socket =
+            Socket::new(Domain::IPV4, Type::RAW, Some(IpProtocol::from(protocol))).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        socket
+    };
+    let receiver = in_netns(dst_netns, open);
+    let payload = if protocol == ICMP {
+        // Echo request, identifier 0x7061, sequence 1, checksum over the message.
+        let mut message = vec![8, 0, 0, 0, 0x70, 0x61, 0, 1, b'p', b'a', b'l', b'i'];
+        let sum: u32 = message
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        let folded = (sum & 0xffff) + (sum >> 16);
+        message[2..4].copy_from_slice(&(!(folded as u16)).to_be_bytes());
+        message
+    } else {
+        b"palisade".to_vec()
+    };
+    let to = SocketAddr::new(dst.into(), 0).into();
+    in_netns(src, move || open().send_to(&payload, &to).unwrap());
+    let mut packet = [0u8; 1500];
+    while let Ok(n) = (&receiver).read(&mut packet) {
+        // IPv4 raw sockets receive the IP header: protocol at byte 9, source at 12..16.
+        let source = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+        if n >= 20 && i32::from(packet[9]) == protocol && source == src_ip {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn isolation_holds_for_every_ip_protocol_and_the_pods_own_node() {
+    if !can_run() {
+        return;
+    }
+    let manifests = pods() + &b_admits(&[("c", 81)]) + A_EGRESS;
+    let lab = Lab::start("atk", &manifests);
+    let (a, a_addr) = lab.pod("a");
+    let (b, b_addr) = lab.pod("b");
+    let (c, c_addr) = lab.pod("c");
+    let v4 = |addr: SocketAddr| match addr.ip() {
+        IpAddr::V4(ip) => ip,
+        other => panic!("the lab pod has {other}"),
+    };
+    let (a_ip, b_ip, c_ip) = (v4(a_addr), v4(b_addr), v4(c_addr));
+    // Other IP protocols: isolated ingress (b) and isolated egress (a) drop them; the open
+    // pair (c -> a: c's egress and a's ingress are not isolated) shows they reach a pod at
+    // all. The open pair goes last: conntrack then takes a's datagrams back to c as replies.
+    for (protocol, name) in [(ICMP, "ICMP"), (UNASSIGNED, "IP protocol 253")] {
+        assert!(
+            !raw_delivered(&a, a_ip, &c, c_ip, protocol),
+            "{name} left x/a, whose egress admits only TCP 80 to b"
+        );
+        assert!(
+            !raw_delivered(&c, c_ip, &b, b_ip, protocol),
+            "{name} reached x/b, whose ingress admits only TCP 81 from c"
+        );
+        assert!(
+            raw_delivered(&c, c_ip, &a, a_ip, protocol),
+            "{name}: c -> a is open, yet nothing arrived"
+        );
+    }
+
+    // The pod's own node: a service on an address of node 0, where a and c run.
+    let node = lab.state.nodes[0].clone();
+    Command::new("ip")
+        .args([
+            "-n",
+            &node,
+            "addr",
+            "add",
+            &format!("{NODE_ADDR}/32"),
+            "dev",
+            "lo",
+        ])
+        .status()
+        .unwrap();
+    let node_ip: Ipv4Addr = NODE_ADDR.parse().unwrap();
+    let service = SocketAddr::new(node_ip.into(), NODE_PORT);
+    // Listening is enough: the kernel completes handshakes into the backlog.
+    let _listener = in_netns(&node, move || std::net::TcpListener::bind(service).unwrap());
+    let connect = move || TcpStream::connect_timeout(&service, Duration::from_millis(500)).is_ok();
+    assert!(
+        in_netns(&c, connect),
+        "x/c (egress open) cannot reach its node"
+    );
+    assert!(
+        !in_netns(&a, connect),
+        "x/a reached a service on its own node although its egress admits only x/b"
+    );
+    assert!(raw_delivered(&c, c_ip, &node, node_ip, ICMP));
+    assert!(
+        !raw_delivered(&a, a_ip, &node, node_ip, ICMP),
+        "x/a pinged its node"
+    );
+    // The analysis says the same of that address.
+    let check = |pod: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["check", pod, NODE_ADDR, "--port", &NODE_PORT.to_string()])
+            .arg(&lab.manifests)
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(check("x/a").starts_with("DENIED"), "{}", check("x/a"));
+    assert!(check("x/c").starts_with("ALLOWED"), "{}", check("x/c"));
+}
+
+#[test]
+fn a_pod_cannot_send_from_an_address_not_its_own() {
+    if !can_run() {
+        return;
+    }
+    // No policy at all: a -> anything is open, so only the source check can stop a datagram.
+    let lab = Lab::start("spf", &pods());
+    let (a, a_addr) = lab.pod("a");
+    let (_, b_addr) = lab.pod("b");
+    let (c, c_addr) = lab.pod("c");
+    let nobody: IpAddr = "10.99.0.7".parse().unwrap();
+    // c (root in its pod) gives itself an address of no one's and remote pod b's address.
+    for extra in [nobody, b_addr.ip()] {
+        let status = Command::new("ip")
+            .args([
+                "-n",
+                &c,
+                "addr",
+                "add",
+                &format!("{extra}/32"),
+                "dev",
+                "eth0",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let to = SocketAddr::new(a_addr.ip(), 9999);
+    let receiver = in_netns(&a, move || {
+        let socket = std::net::UdpSocket::bind(("0.0.0.0", 9999)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        socket
+    });
+    let delivered = |from: IpAddr| {
+        in_netns(&c, move || {
+            let socket = std::net::UdpSocket::bind((from, 0)).unwrap();
+            socket.send_to(b"palisade", to).unwrap();
+        });
+        let mut buffer = [0u8; 64];
+        std::iter::from_fn(|| receiver.recv_from(&mut buffer).ok())
+            .any(|(_, source)| source.ip() == from)
+    };
+    assert!(delivered(c_addr.ip()), "c's own datagram did not arrive");
+    assert!(!delivered(nobody), "c sent from an address of no pod");
+    assert!(!delivered(b_addr.ip()), "c sent as x/b");
 }

@@ -67,8 +67,7 @@ impl Runner {
         self.netns.as_deref()
     }
 
-    /// Runs `program args…` with `stdin`, returning stdout.
-    pub fn run(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, Error> {
+    fn command(&self, program: &str, args: &[&str]) -> Command {
         let mut command = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -78,6 +77,25 @@ impl Runner {
             None => Command::new(program),
         };
         command.args(args);
+        command
+    }
+
+    /// Starts `program args…` with its stdout piped to the caller.
+    pub fn spawn(&self, program: &str, args: &[&str]) -> Result<std::process::Child, Error> {
+        self.command(program, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                command: format!("{program} {}", args.join(" ")),
+                source,
+            })
+    }
+
+    /// Runs `program args…` with `stdin`, returning stdout.
+    pub fn run(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, Error> {
+        let mut command = self.command(program, args);
         let shown = format!("{program} {}", args.join(" "));
         command
             .stdin(if stdin.is_some() {
@@ -176,14 +194,33 @@ impl Nft {
         ))
     }
 
-    /// The table as the kernel has it, `None` when there is none.
-    pub fn current(&self) -> Result<Option<TableState>, Error> {
+    fn has_table(&self) -> Result<bool, Error> {
         let listing = self
             .runner
             .run("nft", &["-j", "list", "tables", "inet"], None)?;
-        if !listing.contains(&format!("\"name\": \"{TABLE}\""))
-            && !listing.contains(&format!("\"name\":\"{TABLE}\""))
-        {
+        Ok(listing.contains(&format!("\"name\": \"{TABLE}\""))
+            || listing.contains(&format!("\"name\":\"{TABLE}\"")))
+    }
+
+    /// The table's text as the kernel lists it, `None` when there is none: a table lists
+    /// the same until someone changes it.
+    pub fn listing(&self) -> Result<Option<String>, Error> {
+        if !self.has_table()? {
+            return Ok(None);
+        }
+        self.runner
+            .run("nft", &["list", "table", "inet", TABLE], None)
+            .map(Some)
+    }
+
+    /// `nft monitor`: prints a line for every change to any table of the namespace.
+    pub fn monitor(&self) -> Result<std::process::Child, Error> {
+        self.runner.spawn("nft", &["monitor"])
+    }
+
+    /// The table as the kernel has it, `None` when there is none.
+    pub fn current(&self) -> Result<Option<TableState>, Error> {
+        if !self.has_table()? {
             return Ok(None);
         }
         let command = format!("nft -j list table inet {TABLE}");

@@ -59,6 +59,27 @@ impl Ruleset {
         }
     }
 
+    /// The table with `interfaces` (the node's interfaces toward its pods, from
+    /// [`crate::pod_interfaces`]) in the source check: packets arriving on them must come
+    /// from an address the node routes back through the same interface.
+    pub fn with_pod_interfaces(mut self, interfaces: impl IntoIterator<Item = String>) -> Self {
+        let set = self
+            .table
+            .sets
+            .iter_mut()
+            .find(|s| s.name == POD_INTERFACES)
+            .expect("render declares the pod interface set");
+        set.elements = interfaces
+            .into_iter()
+            .map(|name| Element {
+                key: format!("\"{name}\""),
+                value: None,
+            })
+            .collect();
+        self.digest = self.table.digest();
+        self
+    }
+
     /// The transaction that turns `in_force` into this table touching only what changed, or
     /// `None` when replacing the whole table is needed or no more work.
     pub fn delta(&self, in_force: &Ruleset, generation: u32) -> Option<String> {
@@ -200,7 +221,15 @@ impl<'a> Renderer<'a> {
 
     fn table(mut self) -> (Table, Vec<Option<ChainIndex>>) {
         self.pod_maps();
+        self.sets.push(SetDef {
+            name: POD_INTERFACES.to_string(),
+            kind: SetKind::Set,
+            head: vec!["type ifname".to_string()],
+            elements: Vec::new(),
+        });
+        self.chains.push(self.source_check_chain());
         self.chains.push(self.forward_chain());
+        self.chains.push(self.input_chain());
         for direction in [Direction::Egress, Direction::Ingress] {
             let rule = self.log(LogTag::Open(direction));
             self.chains.push(ChainDef {
@@ -257,15 +286,36 @@ impl<'a> Renderer<'a> {
         }
     }
 
+    /// Pods are known by their source address, so a pod must not send from one not its own
+    /// (a raw socket needs only NET_RAW, which containers get by default): what arrives on an
+    /// interface toward pods must come from an address routed back through that interface
+    /// (strict reverse-path filtering, on those interfaces only). Before conntrack: a spoofed
+    /// packet leaves no entry behind. An audit drops nothing.
+    fn source_check_chain(&self) -> ChainDef {
+        let mut rules = Vec::new();
+        if !self.options.audit {
+            rules.push(format!(
+                "iifname @{POD_INTERFACES} fib saddr . iif oif missing drop"
+            ));
+        }
+        ChainDef {
+            name: "source_check".to_string(),
+            head: vec!["type filter hook prerouting priority raw; policy accept;".to_string()],
+            rules,
+        }
+    }
+
+    /// Local pods' egress and ingress, whatever the protocol: an isolated side admits only
+    /// the TCP, UDP and SCTP its rules name, and drops every other IP protocol (ICMP errors of
+    /// admitted connections are `related`, accepted first).
     fn forward_chain(&self) -> ChainDef {
         let mut rules = vec!["ct state established,related accept".to_string()];
         if !self.options.audit {
+            rules.push("ct state invalid drop".to_string());
             // A TCP connection starts with a SYN: a mid-stream packet without conntrack state
             // (its entry was revoked) must not be picked up as a new connection.
             rules.push("tcp flags & (fin | syn | rst | ack) != syn ct state new drop".to_string());
         }
-        // NetworkPolicy governs TCP, UDP and SCTP only (ICMP, neighbour discovery pass).
-        rules.push("meta l4proto != { tcp, udp, sctp } accept".to_string());
         for (direction, addr) in [(Direction::Egress, "saddr"), (Direction::Ingress, "daddr")] {
             for family in FAMILIES {
                 rules.push(format!(
@@ -278,6 +328,32 @@ impl<'a> Renderer<'a> {
         ChainDef {
             name: "forward".to_string(),
             head: vec!["type filter hook forward priority filter; policy accept;".to_string()],
+            rules,
+        }
+    }
+
+    /// A local pod's packets to the node itself (its addresses, and the services it runs) are
+    /// egress like any other: decided by the pod's egress chain. What the node sends to its
+    /// pods is not filtered (upstream: a node always reaches its pods). Nothing here drops
+    /// by connection state: this hook sees all of the node's own traffic too.
+    fn input_chain(&self) -> ChainDef {
+        let mut rules = vec![
+            "ct state established,related accept".to_string(),
+            // Neighbour discovery between a pod and its node's interface: IPv6 needs it to
+            // reach anything at all.
+            "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept"
+                .to_string(),
+        ];
+        for family in FAMILIES {
+            rules.push(format!(
+                "{} saddr vmap @{}",
+                family.keyword,
+                pod_map(Direction::Egress, family)
+            ));
+        }
+        ChainDef {
+            name: "input".to_string(),
+            head: vec!["type filter hook input priority filter; policy accept;".to_string()],
             rules,
         }
     }
@@ -422,7 +498,9 @@ impl<'a> Renderer<'a> {
                 );
                 Some(format!("meta l4proto . th dport @{name}"))
             }
-            PortMatch::Any | PortMatch::PerDestination(_) => None,
+            // Every port of the protocols NetworkPolicy governs, not every IP protocol.
+            PortMatch::Any => Some(GOVERNED_PROTOCOLS.to_string()),
+            PortMatch::PerDestination(_) => None,
         };
         let family_specific =
             rule.peers.is_some() || matches!(rule.ports, PortMatch::PerDestination(_));
@@ -608,6 +686,13 @@ fn in_family<'r>(
 ) -> impl Iterator<Item = &'r IpRange> {
     ranges.filter(move |r| r.is_ipv4() == family.v4)
 }
+
+/// The set of the node's interfaces toward its pods ([`Ruleset::with_pod_interfaces`]).
+const POD_INTERFACES: &str = "pod_interfaces";
+
+/// The protocols a NetworkPolicy rule can admit: a rule without ports admits every port of
+/// these, and no other IP protocol.
+const GOVERNED_PROTOCOLS: &str = "meta l4proto { tcp, udp, sctp }";
 
 fn join_rule(matches: &str, verdict: &str, comment: &str) -> String {
     if matches.is_empty() {

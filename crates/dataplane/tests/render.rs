@@ -139,9 +139,10 @@ fn log_tags_round_trip() {
 #[test]
 fn counts_match_the_table() {
     let (ruleset, program) = shop_ruleset(false);
-    // forward: 3 fixed + 4 lookups; open chains: 1 each; a final verdict per signature chain;
-    // 8 compiled rule lines (named-port rules have one per address family).
-    assert_eq!(ruleset.rules(), 7 + 2 + program.chains.len() + 8);
+    // source check: 1; forward: 3 fixed + 4 lookups; input: 2 fixed + 2 lookups; open chains:
+    // 1 each; a final verdict per signature chain; 8 compiled rule lines (named-port rules
+    // have one per address family).
+    assert_eq!(ruleset.rules(), 1 + 7 + 4 + 2 + program.chains.len() + 8);
     // 12 pod map entries; set elements: r0 2+2, r1 1+2, r2 2+2, r4 1 (r3, probe's egress to
     // web's http, shares r0's destination sets).
     assert_eq!(ruleset.set_elements(), 12 + 12);

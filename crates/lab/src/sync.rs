@@ -50,17 +50,20 @@ pub fn agents_synced(
             }
             .compile(options, None),
         };
+        let tool = |command: &'static str| {
+            move |e: palisade_dataplane::Error| LabError::Tool {
+                command: format!("{command} (in {netns})"),
+                message: e.to_string(),
+            }
+        };
+        let runner = Runner::in_netns(netns.clone());
         let wanted = compiled
             .map_err(|e| LabError::Invalid(format!("{e:#}")))?
+            .with_node_interfaces(&runner)
+            .map_err(tool("ip route show"))?
             .ruleset
             .digest;
-        let tool = |e: palisade_dataplane::Error| LabError::Tool {
-            command: format!("nft list table (in {netns})"),
-            message: e.to_string(),
-        };
-        let current = Nft::new(Runner::in_netns(netns.clone()))
-            .current()
-            .map_err(tool)?;
+        let current = Nft::new(runner).current().map_err(tool("nft list table"))?;
         let Some((generation, digest)) = current.and_then(|t| t.written_by_agent) else {
             return Ok(false);
         };

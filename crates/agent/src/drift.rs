@@ -1,0 +1,109 @@
+//! Noticing that the table in the kernel is no longer the one the agent applied: deleted,
+//! flushed by another tool, a rule or an element added or removed by hand. `nft monitor`
+//! reports every change to the namespace's tables at once; a listing every
+//! [`CHECK_EVERY`] catches what a dead monitor would miss.
+
+use palisade_dataplane::Nft;
+use std::io::BufRead;
+use std::process::Child;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Longest time between two comparisons of the kernel's table with the one applied.
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(10);
+
+pub(crate) struct TableWatch {
+    /// The kernel's listing of the table this agent applied (or adopted).
+    expected: Option<String>,
+    /// Set by the monitor on any change to any table.
+    changed: Arc<AtomicBool>,
+    monitor: Option<Child>,
+    next_check: Instant,
+}
+
+impl TableWatch {
+    /// Starts `nft monitor`; without it, the table is still compared every [`CHECK_EVERY`].
+    pub(crate) fn start(nft: &Nft) -> Self {
+        let changed = Arc::new(AtomicBool::new(false));
+        let monitor = match nft.monitor() {
+            Ok(mut child) => {
+                let stdout = child.stdout.take();
+                let flag = changed.clone();
+                // Ends when the monitor does (its pipe closes).
+                std::thread::spawn(move || {
+                    for _ in std::io::BufReader::new(stdout?)
+                        .lines()
+                        .map_while(Result::ok)
+                    {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                    Some(())
+                });
+                Some(child)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch the table for changes ({e}); comparing it every {CHECK_EVERY:?}"
+                );
+                None
+            }
+        };
+        Self {
+            expected: None,
+            changed,
+            monitor,
+            next_check: Instant::now() + CHECK_EVERY,
+        }
+    }
+
+    /// Remembers the table in force as this agent applied it.
+    pub(crate) fn applied(&mut self, nft: &Nft) {
+        self.expected = nft.listing().ok().flatten();
+        // The monitor saw this agent's own transaction.
+        self.changed.store(false, Ordering::Relaxed);
+    }
+
+    /// Remembers the table found in force, when nothing is remembered yet.
+    pub(crate) fn adopted(&mut self, nft: &Nft) {
+        if self.expected.is_none() {
+            self.applied(nft);
+        }
+    }
+
+    /// Whether the table changed since it was applied, checked when the monitor reported a
+    /// change or [`CHECK_EVERY`] has passed. A listing that fails counts as a change:
+    /// replacing the table again is always safe.
+    pub(crate) fn drifted(&mut self, nft: &Nft) -> bool {
+        let due = Instant::now() >= self.next_check;
+        if !(self.changed.swap(false, Ordering::Relaxed) || due) {
+            return false;
+        }
+        self.next_check = Instant::now() + CHECK_EVERY;
+        let Some(expected) = &self.expected else {
+            return false;
+        };
+        match nft.listing() {
+            Ok(Some(listing)) if listing == *expected => false,
+            found => {
+                let what = match found {
+                    Ok(Some(_)) => "changed".to_string(),
+                    Ok(None) => "gone".to_string(),
+                    Err(e) => format!("unreadable ({e})"),
+                };
+                tracing::warn!("the table in the kernel is {what}, not as applied: replacing it");
+                self.expected = None;
+                true
+            }
+        }
+    }
+}
+
+impl Drop for TableWatch {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.monitor.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
