@@ -60,7 +60,7 @@ pub struct FlowRecord {
     /// Isolating policies left out of `policies`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub more_policies: usize,
-    /// `ns/name ingress rule 0`, `no rule of ns/a, ns/b admits it`, or `not isolated`.
+    /// `ns/name ingress rule 1` (numbered from 1, as `check` does), `no rule of ns/a, ns/b admits it`, or `not isolated`.
     pub decided_by: String,
 }
 
@@ -189,7 +189,8 @@ impl Decision {
         Some(Self {
             direction: rule.direction,
             verdict: Verdict::Forwarded,
-            decided_by: format!("{name} {} rule {}", rule.direction, rule.index),
+            // Numbered from 1, as `check` and `explain` number them.
+            decided_by: format!("{name} {} rule {}", rule.direction, rule.index + 1),
             policies: vec![name],
             more_policies: 0,
         })
@@ -500,9 +501,9 @@ mod tests {
         );
         let snapshots = [old.clone()];
         for (src, port, expected) in [
-            ("10.2.0.1", 80, Some("shop/web ingress rule 0")),
-            ("10.2.0.2", 80, Some("shop/web ingress rule 1")),
-            ("10.2.0.1", 81, Some("shop/web ingress rule 1")),
+            ("10.2.0.1", 80, Some("shop/web ingress rule 1")),
+            ("10.2.0.2", 80, Some("shop/web ingress rule 2")),
+            ("10.2.0.1", 81, Some("shop/web ingress rule 2")),
             // The set would not have admitted it: no admission to explain.
             ("10.2.0.2", 82, None),
         ] {
@@ -538,9 +539,9 @@ mod tests {
         };
         let both = [after.clone(), before];
         for (port, expected) in [
-            (82, Some("shop/web ingress rule 0")),
-            (8080, Some("shop/web ingress rule 0")),
-            (80, Some("shop/web ingress rule 1")),
+            (82, Some("shop/web ingress rule 1")),
+            (8080, Some("shop/web ingress rule 1")),
+            (80, Some("shop/web ingress rule 2")),
             (83, None),
         ] {
             assert_eq!(explain(port, &both).as_deref(), expected, "port {port}");

@@ -3,14 +3,15 @@
 //! from there the agent does the same.
 
 use crate::inventory::PodInventory;
-use crate::state::{ChangeWaiter, Fingerprint, Snapshot, Sources, compile};
+use crate::state::{Fingerprint, Snapshot, Sources, compile};
+use crate::waiter::ChangeWaiter;
 use palisade_dataplane::RenderOptions;
 use palisade_kube::ClusterWatch;
 use palisade_manifest::{LoadCache, LoadOptions};
 use std::time::{Duration, Instant, SystemTime};
 
-/// A burst of API events (a `kubectl apply` of many objects) becomes one sync: the agent
-/// waits until the events pause this long…
+/// A burst of API events (a `kubectl apply` of many objects) or file events becomes one
+/// sync: the agent waits until the events pause this long…
 const SETTLE_QUIET: Duration = Duration::from_millis(10);
 /// …but never longer than this after the first.
 const SETTLE_MOST: Duration = Duration::from_millis(100);
@@ -51,10 +52,16 @@ impl Inputs {
                 seen,
                 ..
             } => {
-                let now = sources.fingerprint();
-                if seen.as_ref() != Some(&now) {
+                if seen.as_ref() != Some(&sources.fingerprint()) {
+                    // A burst of file events (a directory being removed file by file, an
+                    // archive unpacked) is read once it is over, not half way through.
+                    let started = Instant::now();
+                    while started.elapsed() < SETTLE_MOST && waiter.wait(sources, SETTLE_QUIET) {}
+                    let now = sources.fingerprint();
                     let newest = now.newest();
                     *seen = Some(now);
+                    // A directory made again since is watched again.
+                    waiter.watch(sources);
                     return Some(newest);
                 }
                 waiter.wait(sources, timeout);
@@ -75,11 +82,14 @@ impl Inputs {
         }
     }
 
-    /// True when the inputs were read completely: before that, nothing derived from them may
-    /// replace the rules in force.
-    pub(crate) fn complete(&self) -> bool {
+    /// True when the inputs can be read completely (the API server's first lists are in; no
+    /// input file is half-written): before that, nothing derived from them may replace the
+    /// rules in force.
+    pub(crate) fn complete(&mut self) -> bool {
         match self {
-            Self::Files { .. } => true,
+            Self::Files {
+                sources, waiter, ..
+            } => !waiter.writing(sources),
             Self::Cluster { watch, .. } => watch.complete(),
         }
     }

@@ -21,6 +21,7 @@ pub mod inventory;
 pub mod metrics;
 mod observe;
 pub mod state;
+mod waiter;
 
 pub use flows::{FlowEnd, FlowRecord, Verdict};
 pub use inventory::{PodInventory, PodPlacement};

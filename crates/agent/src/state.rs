@@ -2,17 +2,14 @@
 
 use crate::inventory::{PodInventory, place};
 use anyhow::{Context, bail};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use palisade_dataplane::{
     ChainIndex, ChainKey, RenderOptions, Ruleset, Runner, pod_interfaces, render,
 };
 use palisade_engine::{Analysis, ChainId, NodeProgram};
 use palisade_manifest::{LoadCache, LoadOptions, Loaded, Severity, load_paths};
 use std::collections::HashMap;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// One compiled program with what is needed to explain its log records.
 pub struct Snapshot {
@@ -73,6 +70,19 @@ pub struct Sources {
     pub load: LoadOptions,
 }
 
+#[cfg(test)]
+impl Sources {
+    /// Manifests in `dir`, no pod inventory.
+    pub(crate) fn of_dir(dir: &Path) -> Self {
+        Self {
+            manifests: vec![dir.to_path_buf()],
+            pods: None,
+            node: "n0".to_string(),
+            load: LoadOptions::default(),
+        }
+    }
+}
+
 /// Size and modification time of every input file: when it changes, the agent re-reads.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Fingerprint {
@@ -105,6 +115,18 @@ impl Sources {
         cache: Option<&mut LoadCache>,
     ) -> anyhow::Result<Snapshot> {
         let started = std::time::Instant::now();
+        // A directory being removed (or replaced) is empty for a moment: taken as "no
+        // policies", it would open everything.
+        for path in &self.manifests {
+            let mut files = Vec::new();
+            collect(path, &mut files);
+            if files.is_empty() {
+                bail!(
+                    "{} holds no manifests (gone, or being replaced?); keeping the rules in force",
+                    path.display()
+                );
+            }
+        }
         let (loaded, parsed_documents) = match cache {
             Some(cache) => {
                 let loaded = cache.load_paths(&self.manifests, &self.load);
@@ -171,87 +193,15 @@ pub fn compile(
     Ok(Snapshot::new(analysis, program, ruleset))
 }
 
-/// Wakes the agent's watch loop as soon as an input may have changed, instead of at the next
-/// poll (half a poll interval on average, on the path from a change to its enforcement).
-/// Polling stays: a directory created later, or a filesystem without inotify, is still seen.
-pub struct ChangeWaiter {
-    inotify: Option<Inotify>,
-}
-
-impl ChangeWaiter {
-    /// Watches the input directories and the directories of input files: editors and
-    /// `kubectl`-style writers replace a file by renaming, which a watch on the file misses.
-    /// Without inotify it only waits.
-    pub fn new(sources: &Sources) -> Self {
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok();
-        let waiter = Self { inotify };
-        waiter.watch(sources);
-        waiter
-    }
-
-    /// (Re)adds the watches: new subdirectories are picked up on every wake.
-    fn watch(&self, sources: &Sources) {
-        let Some(inotify) = &self.inotify else {
-            return;
-        };
-        // A file is complete when closed after writing or renamed into place: waking on
-        // every write would read it half-written.
-        let mask = AddWatchFlags::IN_CLOSE_WRITE
-            | AddWatchFlags::IN_MOVED_TO
-            | AddWatchFlags::IN_MOVED_FROM
-            | AddWatchFlags::IN_DELETE
-            | AddWatchFlags::IN_ATTRIB;
-        let mut dirs = Vec::new();
-        for path in sources.manifests.iter().chain(&sources.pods) {
-            if path.is_dir() {
-                directories(path, &mut dirs);
-            } else if let Some(parent) = path.parent() {
-                dirs.push(if parent.as_os_str().is_empty() {
-                    PathBuf::from(".")
-                } else {
-                    parent.to_path_buf()
-                });
-            }
-        }
-        for dir in dirs {
-            // A directory that cannot be watched is still polled.
-            let _ = inotify.add_watch(&dir, mask);
-        }
-    }
-
-    /// Returns after `timeout`, or sooner when an input directory reports a change: true
-    /// then.
-    pub fn wait(&self, sources: &Sources, timeout: Duration) -> bool {
-        let Some(inotify) = &self.inotify else {
-            std::thread::sleep(timeout);
-            return false;
-        };
-        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
-        if poll(&mut fds, timeout).unwrap_or(0) == 0 {
-            return false;
-        }
-        // Drained: the caller compares fingerprints, one wake is enough.
-        while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
-        self.watch(sources);
-        true
-    }
-}
-
-fn directories(dir: &Path, out: &mut Vec<PathBuf>) {
-    out.push(dir.to_path_buf());
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                directories(&entry.path(), out);
-            }
-        }
-    }
-}
-
 /// Extensions of the files the manifest loader reads in a directory (files named explicitly
 /// are read whatever theirs): a writer's temporary file next to them is no change.
 const MANIFEST_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
+
+pub(crate) fn has_manifest_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| MANIFEST_EXTENSIONS.contains(&e))
+}
 
 fn collect(path: &Path, out: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) {
     let Ok(meta) = std::fs::metadata(path) else {
@@ -262,11 +212,7 @@ fn collect(path: &Path, out: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) {
         if let Ok(entries) = std::fs::read_dir(path) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                let read = path
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| MANIFEST_EXTENSIONS.contains(&e));
-                if read || path.is_dir() {
+                if has_manifest_extension(&path) || path.is_dir() {
                     collect(&path, out);
                 }
             }
@@ -280,20 +226,11 @@ fn collect(path: &Path, out: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) {
 mod tests {
     use super::*;
 
-    fn sources(dir: &Path) -> Sources {
-        Sources {
-            manifests: vec![dir.to_path_buf()],
-            pods: None,
-            node: "n0".to_string(),
-            load: LoadOptions::default(),
-        }
-    }
-
     /// What the loader reads changes the fingerprint; a writer's temporary file does not.
     #[test]
     fn fingerprints_follow_the_files_the_loader_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let sources = sources(dir.path());
+        let sources = Sources::of_dir(dir.path());
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         let empty = sources.fingerprint();
         for (name, changes) in [
@@ -308,25 +245,5 @@ mod tests {
             assert_eq!(sources.fingerprint() != before, changes, "{name}");
         }
         assert_ne!(sources.fingerprint(), empty);
-    }
-
-    /// A file renamed into a watched directory, as writers replace manifests, wakes the
-    /// watch loop (without inotify, `wait` reports no change and the test says so).
-    #[test]
-    fn a_file_renamed_into_place_wakes_the_waiter() {
-        let dir = tempfile::tempdir().unwrap();
-        let sources = sources(dir.path());
-        let waiter = ChangeWaiter::new(&sources);
-        if waiter.inotify.is_none() {
-            eprintln!("skipping: no inotify here");
-            return;
-        }
-        let path = dir.path().to_path_buf();
-        let writer = std::thread::spawn(move || {
-            std::fs::write(path.join("p.yaml.tmp"), "kind: List\n").unwrap();
-            std::fs::rename(path.join("p.yaml.tmp"), path.join("p.yaml")).unwrap();
-        });
-        assert!(waiter.wait(&sources, Duration::from_secs(60)));
-        writer.join().unwrap();
     }
 }

@@ -304,6 +304,49 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }
 
+    // Input that cannot be read whole keeps the rules in force: the policy file rewritten in
+    // place (truncated, still open), then the whole directory gone. db admits probe only now.
+    let load_errors = |text: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(r#"palisade_errors_total{kind="load"} "#))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let in_force = generation(&nft);
+    let mut rewriting = std::fs::File::create(&policy_file).unwrap();
+    rewriting.write_all(b"# being rewritten\n").unwrap();
+    // Many polls of the agent: an empty policy file taken for the whole would open db.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        generation(&nft),
+        in_force,
+        "a half-written file was applied"
+    );
+    assert!(!probe(&node, ip(WEB), ip(DB), Proto::Tcp, 5432));
+    rewriting
+        .write_all(db_policy("shop", "web").as_bytes())
+        .unwrap();
+    drop(rewriting);
+    wait_for_new_table(in_force);
+    until(&node, WEB, DB, 5432, true);
+    assert!(!probe(&node, ip(PROBE), ip(DB), Proto::Tcp, 5432));
+    let in_force = generation(&nft);
+    let errors_before = load_errors(&metrics(&node, metrics_addr));
+    std::fs::remove_dir_all(&manifests).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        generation(&nft),
+        in_force,
+        "the agent applied a vanished directory"
+    );
+    assert!(!probe(&node, ip(PROBE), ip(DB), Proto::Tcp, 5432));
+    assert!(load_errors(&metrics(&node, metrics_addr)) > errors_before);
+    std::fs::create_dir(&manifests).unwrap();
+    std::fs::write(manifests.join("pods.yaml"), PODS).unwrap();
+    write(&policy_file, &db_policy("ops", "probe"));
+    until(&node, PROBE, DB, 5432, true);
+    until(&node, WEB, DB, 5432, false);
+
     let before = Nft::new(node.node.runner())
         .current()
         .unwrap()
@@ -346,5 +389,5 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
     assert!(records.iter().any(|r| r.src.ip == ip(PROBE)
         && r.dst.port == 5432
         && r.verdict == Verdict::Forwarded
-        && r.decided_by == "shop/db ingress rule 0"));
+        && r.decided_by == "shop/db ingress rule 1"));
 }

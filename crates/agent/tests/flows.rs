@@ -117,7 +117,7 @@ fn kernel_verdicts_become_records_with_policies() {
         80,
         "EGRESS",
         Verdict::Forwarded,
-        "ops/probe egress rule 0"
+        "ops/probe egress rule 1"
     ));
     assert!(has(
         &records,
@@ -125,7 +125,7 @@ fn kernel_verdicts_become_records_with_policies() {
         80,
         "INGRESS",
         Verdict::Forwarded,
-        "shop/web ingress rule 0"
+        "shop/web ingress rule 1"
     ));
     assert!(has(
         &records,
@@ -149,7 +149,7 @@ fn kernel_verdicts_become_records_with_policies() {
         5432,
         "INGRESS",
         Verdict::Forwarded,
-        "shop/db ingress rule 0"
+        "shop/db ingress rule 1"
     ));
     let probe_to_web = records.iter().find(|r| r.dst.port == 80).unwrap();
     assert_eq!(

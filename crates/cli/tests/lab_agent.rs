@@ -425,7 +425,7 @@ fn flow_records_and_metrics_name_verdicts_and_policies() {
     let forwarded = find(Verdict::Forwarded, "a")
         .unwrap_or_else(|| panic!("no FORWARDED record for x/a -> x/b in {records:#?}"));
     assert_eq!(forwarded.policies, ["x/b-from"]);
-    assert_eq!(forwarded.decided_by, "x/b-from ingress rule 0");
+    assert_eq!(forwarded.decided_by, "x/b-from ingress rule 1");
     assert_eq!(forwarded.protocol, "TCP");
     assert_eq!(forwarded.src.namespace.as_deref(), Some("x"));
     let dropped = find(Verdict::Dropped, "c")

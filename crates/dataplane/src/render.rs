@@ -474,11 +474,12 @@ impl<'a> Renderer<'a> {
     fn rule(&mut self, id: ChainId, position: usize) -> Vec<String> {
         let rule = &self.program.rules[self.program.chains[id].rules[position]];
         let policy = self.analysis.policy(rule.policy);
+        // Numbered from 1, as `check` and flow records number them.
         let comment = quote(&format!(
             "{} {} rule {}",
             policy.qualified_name(),
             rule.direction,
-            rule.index
+            rule.index + 1
         ));
         let peer_addr = match rule.direction {
             Direction::Ingress => "saddr",
