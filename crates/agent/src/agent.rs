@@ -2,12 +2,12 @@
 
 use crate::AgentArgs;
 use crate::drift::TableWatch;
+use crate::flowlog::FlowLog;
 use crate::flows::{FlowRecord, NflogSocket, record};
 use crate::inputs::Inputs;
 use crate::metrics::{Health, Metrics, VerdictLabels};
 use crate::state::Snapshot;
 use palisade_dataplane::{Applied, Nft, RenderOptions, Runner, conntrack};
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -313,7 +313,7 @@ impl Agent {
     /// `done` is set (the thread then closes the NFLOG socket, freeing the group).
     pub(crate) fn record_flows(
         &self,
-        sink: Box<dyn Write + Send>,
+        mut sink: FlowLog,
         done: Arc<AtomicBool>,
     ) -> anyhow::Result<std::thread::JoinHandle<()>> {
         let group = self.args.log_group;
@@ -325,7 +325,6 @@ impl Agent {
         let node = self.args.node.clone();
         // Records are written in batches and flushed whenever the kernel has no more: one
         // write per record cost connection rate under bursts.
-        let mut sink = std::io::BufWriter::new(sink);
         Ok(std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
                 let packets = match socket.receive() {
@@ -357,7 +356,7 @@ impl Agent {
                     };
                     count(&metrics, &flow);
                     if let Ok(line) = serde_json::to_string(&flow)
-                        && writeln!(sink, "{line}").is_err()
+                        && sink.write_line(&line).is_err()
                     {
                         metrics.error("flow_log");
                     }

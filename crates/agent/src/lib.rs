@@ -15,6 +15,7 @@
 
 mod agent;
 mod drift;
+mod flowlog;
 pub mod flows;
 mod inputs;
 pub mod inventory;
@@ -65,6 +66,9 @@ pub struct AgentArgs {
     /// Flow records, one JSON line per verdict; `-` is standard output.
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub flow_log: PathBuf,
+    /// A flow log file this large is renamed to FILE.1 and started again.
+    #[arg(long, value_name = "BYTES", default_value_t = 100 << 20)]
+    pub flow_log_max_bytes: u64,
     /// NFLOG group the rules log verdicts to.
     #[arg(long, default_value_t = 100)]
     pub log_group: u16,
@@ -107,18 +111,9 @@ pub fn run_agent_until(args: AgentArgs, stop: &AtomicBool) -> anyhow::Result<()>
             return Err(e);
         }
     };
-    let sink: Box<dyn std::io::Write + Send> = if args.flow_log.as_os_str() == "-" {
-        Box::new(std::io::stdout())
-    } else {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&args.flow_log)
-            .map_err(|e| {
-                anyhow::anyhow!("cannot open the flow log {}: {e}", args.flow_log.display())
-            })?;
-        Box::new(file)
-    };
+    let sink = flowlog::FlowLog::open(&args.flow_log, args.flow_log_max_bytes).map_err(|e| {
+        anyhow::anyhow!("cannot open the flow log {}: {e}", args.flow_log.display())
+    })?;
     let mut agent = agent::Agent::new(args, inputs, metrics, health);
     let flows = match agent.record_flows(sink, done.clone()) {
         Ok(flows) => flows,

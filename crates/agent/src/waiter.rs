@@ -139,17 +139,26 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// A temporary directory of manifests and a waiter on it; `None` (said on stderr) where
+    /// there is no inotify.
+    fn watched_dir() -> Option<(tempfile::TempDir, Sources, ChangeWaiter)> {
+        let dir = tempfile::tempdir().unwrap();
+        let sources = Sources::of_dir(dir.path());
+        let waiter = ChangeWaiter::new(&sources);
+        if waiter.inotify.is_none() {
+            eprintln!("skipping: no inotify here");
+            return None;
+        }
+        Some((dir, sources, waiter))
+    }
+
     /// A file renamed into a watched directory, as writers replace manifests, wakes the
     /// watch loop (without inotify, `wait` reports no change and the test says so).
     #[test]
     fn a_file_renamed_into_place_wakes_the_waiter() {
-        let dir = tempfile::tempdir().unwrap();
-        let sources = Sources::of_dir(dir.path());
-        let mut waiter = ChangeWaiter::new(&sources);
-        if waiter.inotify.is_none() {
-            eprintln!("skipping: no inotify here");
+        let Some((dir, sources, mut waiter)) = watched_dir() else {
             return;
-        }
+        };
         let path = dir.path().to_path_buf();
         let writer = std::thread::spawn(move || {
             std::fs::write(path.join("p.yaml.tmp"), "kind: List\n").unwrap();
@@ -163,13 +172,9 @@ mod tests {
     /// count.
     #[test]
     fn a_manifest_is_being_written_until_it_is_closed() {
-        let dir = tempfile::tempdir().unwrap();
-        let sources = Sources::of_dir(dir.path());
-        let mut waiter = ChangeWaiter::new(&sources);
-        if waiter.inotify.is_none() {
-            eprintln!("skipping: no inotify here");
+        let Some((dir, sources, mut waiter)) = watched_dir() else {
             return;
-        }
+        };
         let mut notes = std::fs::File::create(dir.path().join("notes.txt")).unwrap();
         notes.write_all(b"draft").unwrap();
         assert!(!waiter.writing(&sources));

@@ -165,6 +165,7 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
         audit: false,
         cleanup_on_exit: false,
         flow_log: flow_log.clone(),
+        flow_log_max_bytes: 100 << 20,
         log_group: 100,
         poll_interval_ms: 20,
     };

@@ -637,3 +637,69 @@ fn a_pod_cannot_send_from_an_address_not_its_own() {
     assert!(!delivered(nobody), "c sent from an address of no pod");
     assert!(!delivered(b_addr.ip()), "c sent as x/b");
 }
+
+/// CPU seconds (user + system) process `pid` has used.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[test]
+fn a_flood_of_denied_packets_is_logged_within_limits() {
+    if !can_run() {
+        return;
+    }
+    const FLOOD: Duration = Duration::from_secs(10);
+    let lab = Lab::start("fld", &(pods() + &b_admits(&[("c", 81)])));
+    let (a, _) = lab.pod("a");
+    let (_, b) = lab.pod("b");
+    let (agent, _) = agent_process(&lab, 1);
+    // The baseline: the same agent idle for as long.
+    let idle_before = cpu_seconds(agent);
+    std::thread::sleep(FLOOD);
+    let idle = cpu_seconds(agent) - idle_before;
+    let cpu_before = cpu_seconds(agent);
+    // Every datagram of a denied flow is a new connection to conntrack, and is logged.
+    let target = SocketAddr::new(b.ip(), 80);
+    let sent = in_netns(&a, move || {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let started = Instant::now();
+        let mut sent = 0u64;
+        while started.elapsed() < FLOOD {
+            if socket.send_to(b"flood", target).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    // The agent writes what the kernel logged within moments.
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu = cpu_seconds(agent) - cpu_before;
+    let log = lab
+        .root
+        .join(&lab.state.name)
+        .join(format!("{}.flows.jsonl", lab.state.nodes[1]));
+    let bytes = std::fs::metadata(&log).unwrap().len();
+    let records = lab
+        .flow_records()
+        .into_iter()
+        .filter(|r| {
+            r.verdict == Verdict::Dropped && r.dst.port == 80 && r.src.pod.as_deref() == Some("a")
+        })
+        .count();
+    eprintln!(
+        "{sent} datagrams in {FLOOD:?}: {records} records, flow log {bytes} bytes, agent CPU {cpu:.2} s (idle for as long: {idle:.2} s)"
+    );
+    assert!(sent > 10_000, "the flood barely ran: {sent} datagrams");
+    assert!(records > 0, "the denied flood was not logged at all");
+    // One log rule allows 100 records a second and a burst of 100 (and a second of slack).
+    let most = 100 * (FLOOD.as_secs() as usize + 1) + 100;
+    assert!(
+        records <= most,
+        "{records} records for {FLOOD:?} (at most {most})"
+    );
+    assert!(bytes < 10 << 20, "flow log of {bytes} bytes");
+}

@@ -385,12 +385,15 @@ impl<'a> Renderer<'a> {
             let (rules, index) = self.chain_maps(id);
             (rules, Some(index))
         };
-        rules.push(if self.options.audit {
+        // The verdict is its own rule: a log over its limit must not skip the drop.
+        if self.options.audit {
+            rules.push(self.log(LogTag::Audit(key)));
             // `return`, not `accept`: the other side must still be evaluated and logged.
-            format!("{} return", self.log(LogTag::Audit(key)))
+            rules.push("return".to_string());
         } else {
-            format!("{} drop", self.log(LogTag::Denied(key)))
-        });
+            rules.push(self.log(LogTag::Denied(key)));
+            rules.push("drop".to_string());
+        }
         self.chains.push(ChainDef {
             name: self.names[id].clone(),
             head: vec![format!("comment {}", quote(&listing))],
@@ -412,7 +415,7 @@ impl<'a> Renderer<'a> {
             Direction::Ingress => "saddr",
             Direction::Egress => "daddr",
         };
-        let verdict = format!("{} return", self.log(LogTag::AdmittedIn(self.keys[id])));
+        let verdict = self.admit(LogTag::AdmittedIn(self.keys[id]));
         let index = ChainIndex::new(self.program, id);
         let mut lines = Vec::new();
         for (family, table) in FAMILIES.into_iter().zip(&index.tables) {
@@ -485,10 +488,7 @@ impl<'a> Renderer<'a> {
             Direction::Ingress => "saddr",
             Direction::Egress => "daddr",
         };
-        let verdict = format!(
-            "{} return",
-            self.log(LogTag::Admitted(self.keys[id], position))
-        );
+        let verdict = self.admit(LogTag::Admitted(self.keys[id], position));
         let prefix = format!("{}_r{position}", self.names[id]);
         let port_match = match &rule.ports {
             PortMatch::Uniform(ports) => {
@@ -576,12 +576,30 @@ impl<'a> Renderer<'a> {
         name
     }
 
+    /// A log statement that logs at most [`LOG_RATE`] packets a second (a flood of denied
+    /// packets must not cost the agent a core and the node its disk); over the limit the rule
+    /// does nothing, so it never carries a verdict.
     fn log(&self, tag: LogTag) -> String {
         format!(
-            "log prefix \"{}\" group {}",
+            "limit rate {LOG_RATE}/second burst {LOG_RATE} packets log prefix \"{}\" group {}",
             tag.prefix(),
             self.options.log_group
         )
+    }
+
+    /// The verdict of an admission: `goto` a chain that logs it. The chain ends without a
+    /// verdict, which returns to the hook's chain as `return` would, logged or over the limit.
+    fn admit(&mut self, tag: LogTag) -> String {
+        let name = format!("l{}", &tag.prefix()["pal ".len()..]).replace('.', "_");
+        if !self.chains.iter().any(|c| c.name == name) {
+            let rule = self.log(tag);
+            self.chains.push(ChainDef {
+                name: name.clone(),
+                head: Vec::new(),
+                rules: vec![rule],
+            });
+        }
+        format!("goto {name}")
     }
 }
 
@@ -687,6 +705,9 @@ fn in_family<'r>(
 ) -> impl Iterator<Item = &'r IpRange> {
     ranges.filter(move |r| r.is_ipv4() == family.v4)
 }
+
+/// Verdict records each log rule may send a second (and at once).
+const LOG_RATE: u32 = 100;
 
 /// The set of the node's interfaces toward its pods ([`Ruleset::with_pod_interfaces`]).
 const POD_INTERFACES: &str = "pod_interfaces";

@@ -189,10 +189,13 @@ impl Table {
             work += chain.rules.len();
         }
         // Nothing refers to what is deleted any more: map elements that jumped to a chain
-        // and rules that looked up a set were removed or replaced above.
+        // and rules that looked up a set were removed or replaced above. A chain comes after
+        // the chains it jumps to: deleted last first, none is deleted while one still refers
+        // to it.
         for chain in old
             .chains
             .iter()
+            .rev()
             .filter(|c| !new_chains.contains(c.name.as_str()))
         {
             let _ = writeln!(out, "delete chain inet {TABLE} {}", chain.name);

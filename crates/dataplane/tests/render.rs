@@ -59,7 +59,7 @@ fn shop_table_in_audit_mode_accepts_what_it_would_drop() {
     let (enforcing_text, audit_text) = (enforcing.text(7), audit.text(7));
     assert!(enforcing_text.contains("drop") && !audit_text.contains("drop"));
     let tag = LogTag::Audit(audit.chain_keys[0]).prefix();
-    assert!(audit_text.contains(&format!("{tag}\" group 100 return")));
+    assert!(audit_text.contains(&format!("{tag}\" group 100\n\t\treturn\n")));
     assert_ne!(enforcing.digest, audit.digest);
 }
 
@@ -140,9 +140,12 @@ fn log_tags_round_trip() {
 fn counts_match_the_table() {
     let (ruleset, program) = shop_ruleset(false);
     // source check: 1; forward: 3 fixed + 4 lookups; input: 2 fixed + 2 lookups; open chains:
-    // 1 each; a final verdict per signature chain; 8 compiled rule lines (named-port rules
-    // have one per address family).
-    assert_eq!(ruleset.rules(), 1 + 7 + 4 + 2 + program.chains.len() + 8);
+    // 1 each; a log and a verdict per signature chain; 8 compiled rule lines (named-port rules
+    // have one per address family); one log rule per admitting rule (5).
+    assert_eq!(
+        ruleset.rules(),
+        1 + 7 + 4 + 2 + 2 * program.chains.len() + 8 + 5
+    );
     // 12 pod map entries; set elements: r0 2+2, r1 1+2, r2 2+2, r4 1 (r3, probe's egress to
     // web's http, shares r0's destination sets).
     assert_eq!(ruleset.set_elements(), 12 + 12);
