@@ -103,13 +103,19 @@ impl Agent {
         }
     }
 
-    /// Adopts a table a previous agent left: if it is the one we would write, nothing is
-    /// applied and enforcement never lapses.
+    /// Adopts a table a previous agent left: if it is the one we would write and nothing
+    /// changed it since it was sealed, nothing is applied and enforcement never lapses.
     pub(crate) fn reconcile(&mut self) -> anyhow::Result<()> {
         match self.nft.current()? {
             Some(state) => {
-                tracing::info!(rules = state.rules, set_elements = state.set_elements, agent = ?state.written_by_agent, "found an existing table");
+                tracing::info!(rules = state.rules, set_elements = state.set_elements, agent = ?state.written_by_agent, intact = state.sealed_and_intact, "found an existing table");
                 self.applied = state.written_by_agent;
+                if state.written_by_agent.is_some() && !state.sealed_and_intact {
+                    tracing::warn!(
+                        "the table found was changed since an agent sealed it: replacing it"
+                    );
+                    self.replace_whole = true;
+                }
             }
             None => tracing::info!("no table yet"),
         }
@@ -182,7 +188,16 @@ impl Agent {
             }
         };
         self.metrics.applied(how);
-        self.table_watch.applied(&self.nft);
+        let sealed = match self.nft.seal(generation, snapshot.ruleset.digest) {
+            Ok(listing) => Some(listing),
+            Err(e) => {
+                // Enforced all the same; a restarted agent will replace the table.
+                self.metrics.error("seal");
+                tracing::warn!("cannot seal generation {generation}: {e}");
+                self.nft.listing().ok().flatten()
+            }
+        };
+        self.table_watch.applied(sealed);
         self.replace_whole = false;
         self.health.set_ready(true);
         self.applied = Some((generation, snapshot.ruleset.digest));

@@ -57,17 +57,17 @@ impl TableWatch {
         }
     }
 
-    /// Remembers the table in force as this agent applied it.
-    pub(crate) fn applied(&mut self, nft: &Nft) {
-        self.expected = nft.listing().ok().flatten();
-        // The monitor saw this agent's own transaction.
+    /// Remembers the table in force as this agent applied (and sealed) it: `listing`.
+    pub(crate) fn applied(&mut self, listing: Option<String>) {
+        self.expected = listing;
+        // The monitor saw this agent's own transactions.
         self.changed.store(false, Ordering::Relaxed);
     }
 
     /// Remembers the table found in force, when nothing is remembered yet.
     pub(crate) fn adopted(&mut self, nft: &Nft) {
         if self.expected.is_none() {
-            self.applied(nft);
+            self.applied(nft.listing().ok().flatten());
         }
     }
 

@@ -21,8 +21,8 @@ pub struct VerdictLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
-    /// `load`, `apply`, `apply_changes` (the change failed, the table was replaced), `revoke`
-    /// or `flow_log`.
+    /// `load`, `routes` (the node's routes to its pods), `apply`, `apply_changes` (the change
+    /// failed, the table was replaced), `seal`, `revoke` or `flow_log`.
     pub kind: String,
 }
 

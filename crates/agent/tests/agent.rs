@@ -348,18 +348,26 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
     until(&node, PROBE, DB, 5432, true);
     until(&node, WEB, DB, 5432, false);
 
-    let before = Nft::new(node.node.runner())
-        .current()
-        .unwrap()
-        .expect("table in force");
+    let table = || Nft::new(node.node.runner()).current().unwrap();
+    let before = table().expect("table in force");
+    assert!(before.sealed_and_intact, "{before:?}");
     agent.stop();
     // Exited without --cleanup-on-exit: the rules stay, and still deny.
-    assert_eq!(
-        Nft::new(node.node.runner()).current().unwrap(),
-        Some(before.clone())
-    );
+    assert_eq!(table(), Some(before.clone()));
     assert!(!probe(&node, ip(WEB), ip(DB), Proto::Tcp, 5432));
     // A new agent adopts the same table instead of replacing it.
+    let agent = start(&node, args.clone());
+    until(&node, PROBE, DB, 5432, true);
+    assert_eq!(table(), Some(before.clone()));
+    agent.stop();
+    // Changed while no agent runs: the next agent replaces it instead of adopting it.
+    node.node
+        .runner()
+        .run("nft", &["insert rule inet palisade forward accept"], None)
+        .unwrap();
+    until(&node, WEB, DB, 5432, true);
+    let tampered = table().expect("table in force");
+    assert!(!tampered.sealed_and_intact, "{tampered:?}");
     let agent = start(
         &node,
         AgentArgs {
@@ -367,13 +375,13 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
             ..args
         },
     );
-    until(&node, PROBE, DB, 5432, true);
-    assert_eq!(
-        Nft::new(node.node.runner()).current().unwrap(),
-        Some(before)
-    );
+    until(&node, WEB, DB, 5432, false);
+    let replaced = table().expect("table in force");
+    let generation = |t: &palisade_dataplane::TableState| t.written_by_agent.map(|(g, _)| g);
+    assert_eq!(generation(&replaced), generation(&before).map(|g| g + 1));
+    assert!(replaced.sealed_and_intact);
     agent.stop();
-    assert_eq!(Nft::new(node.node.runner()).current().unwrap(), None);
+    assert_eq!(table(), None);
 
     let records: Vec<FlowRecord> = std::fs::read_to_string(&flow_log)
         .unwrap()

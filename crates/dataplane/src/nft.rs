@@ -1,7 +1,7 @@
 //! Running `nft`: atomic replacement of the table, check-only loads, reading back what is there.
 
 use crate::render::Ruleset;
-use crate::table::{STATE_SET, Stamp, TABLE};
+use crate::table::{STATE_SET, Stamp, TABLE, content_hash};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use thiserror::Error;
@@ -39,6 +39,8 @@ pub enum Applied {
 pub struct TableState {
     /// `(generation, digest)` when the table was written by a palisade agent.
     pub written_by_agent: Option<(u32, u64)>,
+    /// The table is as the agent that wrote it sealed it: nothing changed it since.
+    pub sealed_and_intact: bool,
     pub rules: usize,
     pub set_elements: usize,
 }
@@ -213,6 +215,24 @@ impl Nft {
             .map(Some)
     }
 
+    /// Seals the table in force, stamped `generation` and `digest`, with a hash of what the
+    /// kernel lists ([`TableState::sealed_and_intact`] then holds until someone changes it);
+    /// returns the listing as sealed.
+    pub fn seal(&self, generation: u32, digest: u64) -> Result<String, Error> {
+        let gone = || Error::Output {
+            command: format!("nft list table inet {TABLE}"),
+            message: "the table is gone".to_string(),
+        };
+        let listing = self.listing()?.ok_or_else(gone)?;
+        let stamp = Stamp {
+            generation,
+            digest,
+            content: Some(content_hash(&listing)),
+        };
+        self.load(&stamp.restamp())?;
+        self.listing()?.ok_or_else(gone)
+    }
+
     /// `nft monitor`: prints a line for every change to any table of the namespace.
     pub fn monitor(&self) -> Result<std::process::Child, Error> {
         self.runner.spawn("nft", &["monitor"])
@@ -237,6 +257,7 @@ impl Nft {
         })?;
         let mut state = TableState {
             written_by_agent: None,
+            sealed_and_intact: false,
             rules: 0,
             set_elements: 0,
         };
@@ -255,11 +276,10 @@ impl Nft {
             }
         }
         // nft 1.0.6 leaves element comments out of its JSON; the text listing has them.
-        let text = self
-            .runner
-            .run("nft", &["list", "set", "inet", TABLE, STATE_SET], None)
-            .unwrap_or_default();
-        state.written_by_agent = Stamp::parse_listing(&text).map(|s| (s.generation, s.digest));
+        let listing = self.listing()?.unwrap_or_default();
+        let stamp = Stamp::parse_listing(&listing);
+        state.written_by_agent = stamp.map(|s| (s.generation, s.digest));
+        state.sealed_and_intact = stamp.and_then(|s| s.content) == Some(content_hash(&listing));
         Ok(Some(state))
     }
 }

@@ -56,6 +56,7 @@ impl Ruleset {
         Stamp {
             generation,
             digest: self.digest,
+            content: None,
         }
     }
 

@@ -215,33 +215,44 @@ impl Table {
         if work >= self.set_elements() + self.rules() {
             return None;
         }
-        let _ = writeln!(
-            out,
-            "delete element inet {TABLE} {STATE_SET} {{ {} }}\nadd element inet {TABLE} {STATE_SET} {{ {} }}",
-            Stamp::KEY,
-            stamp.element()
-        );
+        out.push_str(&stamp.restamp());
         Some(out)
     }
 }
 
 /// Which generation a table is, and its digest: written into the table so that a restarted
-/// agent recognises a table it would write itself and keeps it.
+/// agent recognises a table it would write itself and keeps it. Once applied, the agent seals
+/// it with a hash of the kernel's listing ([`content_hash`]): a table changed since (by hand,
+/// by another tool) no longer matches its seal, and is not kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp {
     pub generation: u32,
     pub digest: u64,
+    pub content: Option<u64>,
 }
 
 impl Stamp {
-    const KEY: u16 = 1;
+    pub(crate) const KEY: u16 = 1;
 
-    fn element(&self) -> String {
+    pub(crate) fn element(&self) -> String {
+        let content = self
+            .content
+            .map(|c| format!(" content={c:016x}"))
+            .unwrap_or_default();
         format!(
-            "{} comment \"palisade generation={} digest={:016x}\"",
+            "{} comment \"palisade generation={} digest={:016x}{content}\"",
             Self::KEY,
             self.generation,
             self.digest
+        )
+    }
+
+    /// The transaction that replaces the table's stamp with this one.
+    pub(crate) fn restamp(&self) -> String {
+        format!(
+            "delete element inet {TABLE} {STATE_SET} {{ {} }}\nadd element inet {TABLE} {STATE_SET} {{ {} }}\n",
+            Self::KEY,
+            self.element()
         )
     }
 
@@ -250,11 +261,31 @@ impl Stamp {
         let (_, rest) = listing.split_once("comment \"palisade generation=")?;
         let (generation, rest) = rest.split_once(" digest=")?;
         let digest = rest.get(..16)?;
+        let content = rest[16..]
+            .strip_prefix(" content=")
+            .and_then(|c| u64::from_str_radix(c.get(..16)?, 16).ok());
         Some(Stamp {
             generation: generation.parse().ok()?,
             digest: u64::from_str_radix(digest, 16).ok()?,
+            content,
         })
     }
+}
+
+/// A hash of the table as `nft list table` prints it, the stamp's set left out (it holds the
+/// hash).
+pub(crate) fn content_hash(listing: &str) -> u64 {
+    let start = format!("\tset {STATE_SET} {{\n");
+    let without_stamp = match listing.split_once(&start) {
+        Some((before, rest)) => {
+            let after = rest.split_once("\n\t}\n").map_or("", |(_, after)| after);
+            format!("{before}{after}")
+        }
+        None => listing.to_string(),
+    };
+    let mut hasher = Fnv1a::default();
+    hasher.write(without_stamp.as_bytes());
+    hasher.finish()
 }
 
 /// A set's declaration and elements, one statement a line, as a table block and an
