@@ -4,6 +4,7 @@ use crate::AgentArgs;
 use crate::drift::TableWatch;
 use crate::flowlog::FlowLog;
 use crate::flows::{FlowRecord, NflogSocket, record};
+use crate::fold::Folder;
 use crate::inputs::Inputs;
 use crate::metrics::{Health, Metrics, VerdictLabels};
 use crate::state::Snapshot;
@@ -337,11 +338,23 @@ impl Agent {
             .map_err(|e| anyhow::anyhow!("cannot read NFLOG group {group}: {e}"))?;
         let snapshots = self.snapshots.clone();
         let metrics = self.metrics.clone();
+        let metrics_for_writes = self.metrics.clone();
         let node = self.args.node.clone();
         // Records are written in batches and flushed whenever the kernel has no more: one
         // write per record cost connection rate under bursts.
+        let mut folder = Folder::default();
+        let write = move |sink: &mut FlowLog, flow: &FlowRecord| {
+            if let Ok(line) = serde_json::to_string(flow)
+                && sink.write_line(&line).is_err()
+            {
+                metrics_for_writes.error("flow_log");
+            }
+        };
         Ok(std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
+                for flow in folder.flush(false) {
+                    write(&mut sink, &flow);
+                }
                 let packets = match socket.receive() {
                     Ok(packets) if packets.is_empty() => {
                         if sink.flush().is_err() {
@@ -370,12 +383,13 @@ impl Agent {
                         continue;
                     };
                     count(&metrics, &flow);
-                    if let Ok(line) = serde_json::to_string(&flow)
-                        && sink.write_line(&line).is_err()
-                    {
-                        metrics.error("flow_log");
+                    if let Some(flow) = folder.fold(flow) {
+                        write(&mut sink, &flow);
                     }
                 }
+            }
+            for flow in folder.flush(true) {
+                write(&mut sink, &flow);
             }
             let _ = sink.flush();
         }))

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Verdict {
     Forwarded,
@@ -62,6 +62,10 @@ pub struct FlowRecord {
     pub more_policies: usize,
     /// `ns/name ingress rule 1` (numbered from 1, as `check` does), `no rule of ns/a, ns/b admits it`, or `not isolated`.
     pub decided_by: String,
+    /// Verdicts of the same source, destination, port, direction and verdict folded into
+    /// this record (those after the first within a second: a flood is a few lines).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub folded: usize,
 }
 
 /// How many isolating policies a record of a denial names: a record and a metric label stay
@@ -170,6 +174,7 @@ pub fn record(
         policies: decision.policies,
         more_policies: decision.more_policies,
         decided_by: decision.decided_by,
+        folded: 0,
     })
 }
 

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant, SystemTime};
 const SETTLE_QUIET: Duration = Duration::from_millis(10);
 /// …but never longer than this after the first.
 const SETTLE_MOST: Duration = Duration::from_millis(100);
+/// The same when a manifest file is gone.
+const DELETION_QUIET: Duration = Duration::from_millis(500);
+const DELETION_MOST: Duration = Duration::from_secs(2);
 
 pub(crate) enum Inputs {
     Files {
@@ -52,11 +55,20 @@ impl Inputs {
                 seen,
                 ..
             } => {
-                if seen.as_ref() != Some(&sources.fingerprint()) {
+                let first = sources.fingerprint();
+                if seen.as_ref() != Some(&first) {
                     // A burst of file events (a directory being removed file by file, an
-                    // archive unpacked) is read once it is over, not half way through.
+                    // archive unpacked) is read once it is over, not half way through. A
+                    // file gone may be the first of a directory being removed: taken alone,
+                    // it could open what the rest closes, so deletions wait longer.
+                    let lost = seen.as_ref().is_some_and(|s| first.lost_files_since(s));
+                    let (quiet, most) = if lost {
+                        (DELETION_QUIET, DELETION_MOST)
+                    } else {
+                        (SETTLE_QUIET, SETTLE_MOST)
+                    };
                     let started = Instant::now();
-                    while started.elapsed() < SETTLE_MOST && waiter.wait(sources, SETTLE_QUIET) {}
+                    while started.elapsed() < most && waiter.wait(sources, quiet) {}
                     let now = sources.fingerprint();
                     let newest = now.newest();
                     *seen = Some(now);

@@ -17,6 +17,7 @@ mod agent;
 mod drift;
 mod flowlog;
 pub mod flows;
+mod fold;
 mod inputs;
 pub mod inventory;
 pub mod metrics;

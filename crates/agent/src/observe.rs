@@ -173,6 +173,7 @@ mod tests {
             policies: vec!["shop/web".into()],
             more_policies: 0,
             decided_by: "no rule of shop/web admits it".into(),
+            folded: 0,
         }
     }
 

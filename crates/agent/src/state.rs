@@ -94,6 +94,14 @@ impl Fingerprint {
     pub fn newest(&self) -> Option<SystemTime> {
         self.files.iter().filter_map(|(_, _, t)| *t).max()
     }
+
+    /// Whether a file of `earlier` is gone.
+    pub fn lost_files_since(&self, earlier: &Fingerprint) -> bool {
+        earlier
+            .files
+            .iter()
+            .any(|(path, _, _)| !self.files.iter().any(|(p, _, _)| p == path))
+    }
 }
 
 impl Sources {

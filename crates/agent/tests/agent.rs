@@ -334,14 +334,21 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
     let in_force = generation(&nft);
     let errors_before = load_errors(&metrics(&node, metrics_addr));
     std::fs::remove_dir_all(&manifests).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The agent reads the inputs again once the deletions are over, and refuses them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while load_errors(&metrics(&node, metrics_addr)) <= errors_before {
+        assert!(
+            Instant::now() < deadline,
+            "no load error for a vanished directory"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         generation(&nft),
         in_force,
         "the agent applied a vanished directory"
     );
     assert!(!probe(&node, ip(PROBE), ip(DB), Proto::Tcp, 5432));
-    assert!(load_errors(&metrics(&node, metrics_addr)) > errors_before);
     std::fs::create_dir(&manifests).unwrap();
     std::fs::write(manifests.join("pods.yaml"), PODS).unwrap();
     write(&policy_file, &db_policy("ops", "probe"));
