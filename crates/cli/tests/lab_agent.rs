@@ -711,3 +711,32 @@ fn a_flood_of_denied_packets_is_logged_within_limits() {
     );
     assert!(bytes < 10 << 20, "flow log of {bytes} bytes");
 }
+
+#[test]
+fn probe_compare_right_after_a_change_waits_for_the_agents() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::start("cmp", &(pods() + &b_admits(&[("a", 80)])));
+    // Written, not waited for: the comparison must not catch the agents half way.
+    write(&lab.manifests, &(pods() + &b_admits(&[("c", 81)])));
+    let output = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["lab", "probe", "--compare", "--port", "80,81"])
+        .args(["--name", &lab.state.name, "--state-dir"])
+        .arg(&lab.root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("0 of ")),
+        "{stdout}"
+    );
+}

@@ -68,11 +68,32 @@ pub struct LabState {
     pub manifests: Vec<PathBuf>,
     pub default_namespace: String,
     pub agent: bool,
+    /// How the agents render their tables (`--audit`, `--log-group` among their arguments):
+    /// what a check that they are in sync must compile.
+    #[serde(default)]
+    pub agent_audit: bool,
+    #[serde(default = "default_log_group")]
+    pub agent_log_group: u16,
     /// Probe servers, agents and relays started by `up`.
     pub pids: Vec<i32>,
     /// When the lab lives in an API server: how to reach it, and whether `up` started it.
     #[serde(default)]
     pub kube: Option<KubeState>,
+}
+
+/// The agent's default NFLOG group (`palisade agent --log-group`).
+fn default_log_group() -> u16 {
+    100
+}
+
+impl LabState {
+    /// The render options of the lab's agents.
+    pub fn agent_render_options(&self) -> palisade_dataplane::RenderOptions {
+        palisade_dataplane::RenderOptions {
+            audit: self.agent_audit,
+            log_group: self.agent_log_group,
+        }
+    }
 }
 
 /// Checks a lab name: it goes into namespace names and a directory name.
@@ -333,6 +354,10 @@ impl Build {
                 self.wait_agent(index, node)?;
             }
         }
+        let agent_args = config
+            .agent
+            .as_ref()
+            .map_or(&[][..], |a| a.extra_args.as_slice());
         let state = LabState {
             name: lab.clone(),
             nodes,
@@ -342,6 +367,12 @@ impl Build {
             manifests: config.manifests.clone(),
             default_namespace: config.default_namespace.clone(),
             agent: config.agent.is_some(),
+            agent_audit: agent_args.iter().any(|a| a == "--audit"),
+            agent_log_group: agent_args
+                .iter()
+                .zip(agent_args.iter().skip(1))
+                .find_map(|(flag, value)| (flag == "--log-group").then(|| value.parse().ok())?)
+                .unwrap_or_else(default_log_group),
             pids: self.children.iter().map(|c| c.id() as i32).collect(),
             kube: config.kube.clone(),
         };

@@ -194,6 +194,9 @@ fn parse_protocol(text: &str) -> Result<Protocol, String> {
     Protocol::parse(text).ok_or_else(|| format!("expected TCP, UDP or SCTP, got {text:?}"))
 }
 
+/// How long `probe --compare` waits for the agents to enforce the manifests as they are.
+const AGENTS_CATCH_UP: Duration = Duration::from_secs(10);
+
 /// The exit code of `probe --compare` when measurement and analysis differ.
 pub const EXIT_DIFFERENT: u8 = 1;
 
@@ -270,6 +273,16 @@ pub fn run_lab(
         LabCommand::Probe(args) => {
             require_root()?;
             let state = load_state(&args.lab.state_dir, &args.lab.name)?;
+            // Right after a change the agents may not enforce it yet: a comparison then would
+            // report differences that are only late.
+            if args.compare && state.agent {
+                let options = state.agent_render_options();
+                if let Err(e) =
+                    wait_for_agents(&args.lab.state_dir, &state, options, AGENTS_CATCH_UP)
+                {
+                    eprintln!("note: {e}; comparing what is enforced now");
+                }
+            }
             let spec = ProbeSpec {
                 ports: args.port.clone(),
                 protocols: args.protocol.clone(),
