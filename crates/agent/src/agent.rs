@@ -8,7 +8,7 @@ use crate::fold::Folder;
 use crate::inputs::Inputs;
 use crate::metrics::{Health, Metrics, VerdictLabels};
 use crate::state::Snapshot;
-use palisade_dataplane::{Applied, Nft, RenderOptions, Runner, conntrack};
+use palisade_dataplane::{Applied, Nft, Runner, conntrack};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -127,10 +127,7 @@ impl Agent {
     pub(crate) fn sync(&mut self, change: Option<SystemTime>) -> Synced {
         let started = Instant::now();
         let (generation, digest) = self.applied.unwrap_or((0, 0));
-        let options = RenderOptions {
-            audit: self.args.audit,
-            log_group: self.args.log_group,
-        };
+        let options = self.args.render_options();
         let snapshot = match self.inputs.compile(options) {
             Ok(snapshot) => snapshot,
             Err(e) => {
@@ -189,16 +186,16 @@ impl Agent {
             }
         };
         self.metrics.applied(how);
-        let sealed = match self.nft.seal(generation, snapshot.ruleset.digest) {
-            Ok(listing) => Some(listing),
+        let seal = match self.nft.seal(generation, snapshot.ruleset.digest) {
+            Ok(seal) => Some(seal),
             Err(e) => {
                 // Enforced all the same; a restarted agent will replace the table.
                 self.metrics.error("seal");
                 tracing::warn!("cannot seal generation {generation}: {e}");
-                self.nft.listing().ok().flatten()
+                None
             }
         };
-        self.table_watch.applied(sealed);
+        self.table_watch.applied(seal);
         self.replace_whole = false;
         self.health.set_ready(true);
         self.applied = Some((generation, snapshot.ruleset.digest));
@@ -338,19 +335,18 @@ impl Agent {
             .map_err(|e| anyhow::anyhow!("cannot read NFLOG group {group}: {e}"))?;
         let snapshots = self.snapshots.clone();
         let metrics = self.metrics.clone();
-        let metrics_for_writes = self.metrics.clone();
         let node = self.args.node.clone();
-        // Records are written in batches and flushed whenever the kernel has no more: one
-        // write per record cost connection rate under bursts.
         let mut folder = Folder::default();
-        let write = move |sink: &mut FlowLog, flow: &FlowRecord| {
-            if let Ok(line) = serde_json::to_string(flow)
-                && sink.write_line(&line).is_err()
-            {
-                metrics_for_writes.error("flow_log");
-            }
-        };
         Ok(std::thread::spawn(move || {
+            // Records are written in batches and flushed whenever the kernel has no more: one
+            // write per record cost connection rate under bursts.
+            let write = |sink: &mut FlowLog, flow: &FlowRecord| {
+                if let Ok(line) = serde_json::to_string(flow)
+                    && sink.write_line(&line).is_err()
+                {
+                    metrics.error("flow_log");
+                }
+            };
             while !done.load(Ordering::Relaxed) {
                 for flow in folder.flush(false) {
                     write(&mut sink, &flow);

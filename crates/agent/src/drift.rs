@@ -3,7 +3,7 @@
 //! reports every change to the namespace's tables at once; a listing every
 //! [`CHECK_EVERY`] catches what a dead monitor would miss.
 
-use palisade_dataplane::Nft;
+use palisade_dataplane::{Nft, Stamp};
 use std::io::BufRead;
 use std::process::Child;
 use std::sync::Arc;
@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Longest time between two comparisons of the kernel's table with the one applied.
-pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(10);
+const CHECK_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) struct TableWatch {
-    /// The kernel's listing of the table this agent applied (or adopted).
-    expected: Option<String>,
+    /// The seal of the table this agent applied (or adopted).
+    expected: Option<Stamp>,
     /// Set by the monitor on any change to any table.
     changed: Arc<AtomicBool>,
     monitor: Option<Child>,
@@ -57,9 +57,10 @@ impl TableWatch {
         }
     }
 
-    /// Remembers the table in force as this agent applied (and sealed) it: `listing`.
-    pub(crate) fn applied(&mut self, listing: Option<String>) {
-        self.expected = listing;
+    /// Remembers the table in force as this agent applied and sealed it (`None`: it could
+    /// not be sealed, so nothing is compared until the next apply).
+    pub(crate) fn applied(&mut self, seal: Option<Stamp>) {
+        self.expected = seal;
         // The monitor saw this agent's own transactions.
         self.changed.store(false, Ordering::Relaxed);
     }
@@ -67,35 +68,34 @@ impl TableWatch {
     /// Remembers the table found in force, when nothing is remembered yet.
     pub(crate) fn adopted(&mut self, nft: &Nft) {
         if self.expected.is_none() {
-            self.applied(nft.listing().ok().flatten());
+            self.applied(nft.intact_seal().ok().flatten());
         }
     }
 
     /// Whether the table changed since it was applied, checked when the monitor reported a
-    /// change or [`CHECK_EVERY`] has passed. A listing that fails counts as a change:
-    /// replacing the table again is always safe.
+    /// change or [`CHECK_EVERY`] has passed: it must still be as sealed. A table that cannot
+    /// be read counts as changed: replacing it again is always safe.
     pub(crate) fn drifted(&mut self, nft: &Nft) -> bool {
         let due = Instant::now() >= self.next_check;
         if !(self.changed.swap(false, Ordering::Relaxed) || due) {
             return false;
         }
         self.next_check = Instant::now() + CHECK_EVERY;
-        let Some(expected) = &self.expected else {
+        let Some(expected) = self.expected else {
             return false;
         };
-        match nft.listing() {
-            Ok(Some(listing)) if listing == *expected => false,
-            found => {
-                let what = match found {
-                    Ok(Some(_)) => "changed".to_string(),
-                    Ok(None) => "gone".to_string(),
-                    Err(e) => format!("unreadable ({e})"),
-                };
-                tracing::warn!("the table in the kernel is {what}, not as applied: replacing it");
-                self.expected = None;
-                true
-            }
+        let found = nft.intact_seal();
+        if matches!(found, Ok(Some(seal)) if seal == expected) {
+            return false;
         }
+        let what = match found {
+            Ok(Some(_)) => "sealed by another generation".to_string(),
+            Ok(None) => "gone or changed".to_string(),
+            Err(e) => format!("unreadable ({e})"),
+        };
+        tracing::warn!("the table in the kernel is {what}, not as applied: replacing it");
+        self.expected = None;
+        true
     }
 }
 

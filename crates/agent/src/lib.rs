@@ -29,6 +29,7 @@ pub use flows::{FlowEnd, FlowRecord, Verdict};
 pub use inventory::{PodInventory, PodPlacement};
 pub use observe::{ObserveArgs, OutputFormat, run_observe};
 
+use palisade_dataplane::RenderOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,6 +77,29 @@ pub struct AgentArgs {
     /// How often the inputs are checked for changes.
     #[arg(long, default_value_t = 50)]
     pub poll_interval_ms: u64,
+}
+
+impl AgentArgs {
+    /// How the agent renders its table.
+    pub fn render_options(&self) -> RenderOptions {
+        RenderOptions {
+            audit: self.audit,
+            log_group: self.log_group,
+        }
+    }
+
+    /// The render options of an agent started with `args` besides its node and inputs (as
+    /// the lab starts its agents), by the agent's own parser.
+    pub fn render_options_of(args: &[String]) -> Result<RenderOptions, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Agent {
+            #[command(flatten)]
+            args: AgentArgs,
+        }
+        let argv = ["agent", "--node", "-"].into_iter().map(String::from);
+        let agent = <Agent as clap::Parser>::try_parse_from(argv.chain(args.iter().cloned()))?;
+        Ok(agent.args.render_options())
+    }
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
@@ -167,4 +191,25 @@ fn open_inputs(
         load,
         seen: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lab learns how its agents render from their arguments, parsed as the agent does.
+    #[test]
+    fn render_options_come_from_the_agents_own_parser() {
+        let of = |args: &[&str]| {
+            AgentArgs::render_options_of(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        };
+        let options = |audit, log_group| RenderOptions { audit, log_group };
+        assert_eq!(of(&[]).unwrap(), options(false, 100));
+        assert_eq!(of(&["--audit", "--log-group=7"]).unwrap(), options(true, 7));
+        assert_eq!(
+            of(&["--log-group", "9", "--poll-interval-ms", "20"]).unwrap(),
+            options(false, 9)
+        );
+        assert!(of(&["--log-group", "many"]).is_err());
+    }
 }

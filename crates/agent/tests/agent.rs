@@ -111,6 +111,14 @@ fn until(node: &Node, src: &str, dst: &str, port: u16, expected: bool) -> Durati
     panic!("{src} -> {dst}:{port} never became {expected}");
 }
 
+/// The value of `name` (with its labels) in a Prometheus text; 0 when it is not there.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn metrics(node: &Node, addr: SocketAddr) -> String {
     node.node
         .enter(move || {
@@ -221,12 +229,7 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
         changed.elapsed()
     );
     // Revocation follows the apply: wait (bounded) until the agent reports it.
-    let revoked = |text: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix("palisade_revoked_connections_total "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
+    let revoked = |text: &str| sample(text, "palisade_revoked_connections_total");
     for _ in 0..200 {
         if revoked(&metrics(&node, metrics_addr)) >= 1.0 {
             break;
@@ -307,23 +310,18 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
 
     // Input that cannot be read whole keeps the rules in force: the policy file rewritten in
     // place (truncated, still open), then the whole directory gone. db admits probe only now.
-    let load_errors = |text: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(r#"palisade_errors_total{kind="load"} "#))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
+    let load_errors = |text: &str| sample(text, r#"palisade_errors_total{kind="load"}"#);
+    // The rules in force stay: the same generation, and `src` still cannot reach db.
+    let kept = |in_force: Option<u32>, src: &str, what: &str| {
+        assert_eq!(generation(&nft), in_force, "{what}");
+        assert!(!probe(&node, ip(src), ip(DB), Proto::Tcp, 5432), "{what}");
     };
     let in_force = generation(&nft);
     let mut rewriting = std::fs::File::create(&policy_file).unwrap();
     rewriting.write_all(b"# being rewritten\n").unwrap();
     // Many polls of the agent: an empty policy file taken for the whole would open db.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        generation(&nft),
-        in_force,
-        "a half-written file was applied"
-    );
-    assert!(!probe(&node, ip(WEB), ip(DB), Proto::Tcp, 5432));
+    kept(in_force, WEB, "a half-written file was applied");
     rewriting
         .write_all(db_policy("shop", "web").as_bytes())
         .unwrap();
@@ -343,12 +341,7 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(
-        generation(&nft),
-        in_force,
-        "the agent applied a vanished directory"
-    );
-    assert!(!probe(&node, ip(PROBE), ip(DB), Proto::Tcp, 5432));
+    kept(in_force, PROBE, "the agent applied a vanished directory");
     std::fs::create_dir(&manifests).unwrap();
     std::fs::write(manifests.join("pods.yaml"), PODS).unwrap();
     write(&policy_file, &db_policy("ops", "probe"));

@@ -461,6 +461,19 @@ const A_EGRESS: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
 const NODE_ADDR: &str = "10.250.0.1";
 const NODE_PORT: u16 = 8080;
 
+/// Gives interface `dev` of namespace `netns` the address `ip` too.
+fn add_address(netns: &str, ip: IpAddr, dev: &str) {
+    let prefix = format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 });
+    let status = Command::new("ip")
+        .args(["-n", netns, "addr", "add", &prefix, "dev", dev])
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "ip -n {netns} addr add {prefix} dev {dev}"
+    );
+}
+
 /// IP protocol numbers the attacks below use.
 const ICMP: i32 = 1;
 const UNASSIGNED: i32 = 253;
@@ -503,8 +516,11 @@ fn raw_delivered(
     let mut packet = [0u8; 1500];
     while let Ok(n) = (&receiver).read(&mut packet) {
         // IPv4 raw sockets receive the IP header: protocol at byte 9, source at 12..16.
+        if n < 20 {
+            continue;
+        }
         let source = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
-        if n >= 20 && i32::from(packet[9]) == protocol && source == src_ip {
+        if i32::from(packet[9]) == protocol && source == src_ip {
             return true;
         }
     }
@@ -546,19 +562,8 @@ fn isolation_holds_for_every_ip_protocol_and_the_pods_own_node() {
 
     // The pod's own node: a service on an address of node 0, where a and c run.
     let node = lab.state.nodes[0].clone();
-    Command::new("ip")
-        .args([
-            "-n",
-            &node,
-            "addr",
-            "add",
-            &format!("{NODE_ADDR}/32"),
-            "dev",
-            "lo",
-        ])
-        .status()
-        .unwrap();
     let node_ip: Ipv4Addr = NODE_ADDR.parse().unwrap();
+    add_address(&node, node_ip.into(), "lo");
     let service = SocketAddr::new(node_ip.into(), NODE_PORT);
     // Listening is enough: the kernel completes handshakes into the backlog.
     let _listener = in_netns(&node, move || std::net::TcpListener::bind(service).unwrap());
@@ -602,19 +607,7 @@ fn a_pod_cannot_send_from_an_address_not_its_own() {
     let nobody: IpAddr = "10.99.0.7".parse().unwrap();
     // c (root in its pod) gives itself an address of no one's and remote pod b's address.
     for extra in [nobody, b_addr.ip()] {
-        let status = Command::new("ip")
-            .args([
-                "-n",
-                &c,
-                "addr",
-                "add",
-                &format!("{extra}/32"),
-                "dev",
-                "eth0",
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        add_address(&c, extra, "eth0");
     }
     let to = SocketAddr::new(a_addr.ip(), 9999);
     let receiver = in_netns(&a, move || {

@@ -33,4 +33,4 @@ pub use links::pod_interfaces;
 pub use netns::{Netns, can_run_root_tests};
 pub use nft::{Applied, Error, Nft, Runner, TableState};
 pub use render::{ChainIndex, ChainKey, LogTag, RenderOptions, Ruleset, render};
-pub use table::TABLE;
+pub use table::{Stamp, TABLE};

@@ -204,33 +204,33 @@ impl Nft {
             || listing.contains(&format!("\"name\":\"{TABLE}\"")))
     }
 
-    /// The table's text as the kernel lists it, `None` when there is none: a table lists
-    /// the same until someone changes it.
-    pub fn listing(&self) -> Result<Option<String>, Error> {
-        if !self.has_table()? {
-            return Ok(None);
-        }
+    /// The table's text as the kernel lists it; an error when there is none.
+    fn list_text(&self) -> Result<String, Error> {
         self.runner
             .run("nft", &["list", "table", "inet", TABLE], None)
-            .map(Some)
     }
 
     /// Seals the table in force, stamped `generation` and `digest`, with a hash of what the
     /// kernel lists ([`TableState::sealed_and_intact`] then holds until someone changes it);
-    /// returns the listing as sealed.
-    pub fn seal(&self, generation: u32, digest: u64) -> Result<String, Error> {
-        let gone = || Error::Output {
-            command: format!("nft list table inet {TABLE}"),
-            message: "the table is gone".to_string(),
-        };
-        let listing = self.listing()?.ok_or_else(gone)?;
+    /// returns the stamp as sealed.
+    pub fn seal(&self, generation: u32, digest: u64) -> Result<Stamp, Error> {
         let stamp = Stamp {
             generation,
             digest,
-            content: Some(content_hash(&listing)),
+            content: Some(content_hash(&self.list_text()?)),
         };
         self.load(&stamp.restamp())?;
-        self.listing()?.ok_or_else(gone)
+        Ok(stamp)
+    }
+
+    /// The stamp of the table in force when it is sealed and nothing changed it since;
+    /// `None` when there is no table, it is not sealed, or it is not as sealed.
+    pub fn intact_seal(&self) -> Result<Option<Stamp>, Error> {
+        if !self.has_table()? {
+            return Ok(None);
+        }
+        let listing = self.list_text()?;
+        Ok(Stamp::parse_listing(&listing).filter(|stamp| stamp.seals(&listing)))
     }
 
     /// `nft monitor`: prints a line for every change to any table of the namespace.
@@ -276,10 +276,10 @@ impl Nft {
             }
         }
         // nft 1.0.6 leaves element comments out of its JSON; the text listing has them.
-        let listing = self.listing()?.unwrap_or_default();
+        let listing = self.list_text()?;
         let stamp = Stamp::parse_listing(&listing);
         state.written_by_agent = stamp.map(|s| (s.generation, s.digest));
-        state.sealed_and_intact = stamp.and_then(|s| s.content) == Some(content_hash(&listing));
+        state.sealed_and_intact = stamp.is_some_and(|s| s.seals(&listing));
         Ok(Some(state))
     }
 }

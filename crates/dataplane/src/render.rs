@@ -588,18 +588,17 @@ impl<'a> Renderer<'a> {
         )
     }
 
-    /// The verdict of an admission: `goto` a chain that logs it. The chain ends without a
-    /// verdict, which returns to the hook's chain as `return` would, logged or over the limit.
+    /// The verdict of an admission: `goto` a chain that logs it, named after its log prefix.
+    /// The chain ends without a verdict, which returns to the hook's chain as `return` would,
+    /// logged or over the limit. Each tag admits in one place (a chain's set, or one rule).
     fn admit(&mut self, tag: LogTag) -> String {
         let name = format!("l{}", &tag.prefix()["pal ".len()..]).replace('.', "_");
-        if !self.chains.iter().any(|c| c.name == name) {
-            let rule = self.log(tag);
-            self.chains.push(ChainDef {
-                name: name.clone(),
-                head: Vec::new(),
-                rules: vec![rule],
-            });
-        }
+        let rule = self.log(tag);
+        self.chains.push(ChainDef {
+            name: name.clone(),
+            head: Vec::new(),
+            rules: vec![rule],
+        });
         format!("goto {name}")
     }
 }

@@ -232,9 +232,9 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    pub(crate) const KEY: u16 = 1;
+    const KEY: u16 = 1;
 
-    pub(crate) fn element(&self) -> String {
+    fn element(&self) -> String {
         let content = self
             .content
             .map(|c| format!(" content={c:016x}"))
@@ -254,6 +254,12 @@ impl Stamp {
             Self::KEY,
             self.element()
         )
+    }
+
+    /// Whether this stamp's seal is the hash of `listing` (the table as the kernel lists it):
+    /// the table is as it was sealed.
+    pub fn seals(&self, listing: &str) -> bool {
+        self.content == Some(content_hash(listing))
     }
 
     /// Reads the state set's element as `nft list table` prints it.
@@ -276,15 +282,13 @@ impl Stamp {
 /// hash).
 pub(crate) fn content_hash(listing: &str) -> u64 {
     let start = format!("\tset {STATE_SET} {{\n");
-    let without_stamp = match listing.split_once(&start) {
-        Some((before, rest)) => {
-            let after = rest.split_once("\n\t}\n").map_or("", |(_, after)| after);
-            format!("{before}{after}")
-        }
-        None => listing.to_string(),
+    let (before, after) = match listing.split_once(&start) {
+        Some((before, rest)) => (before, rest.split_once("\n\t}\n").map_or("", |(_, a)| a)),
+        None => (listing, ""),
     };
     let mut hasher = Fnv1a::default();
-    hasher.write(without_stamp.as_bytes());
+    hasher.write(before.as_bytes());
+    hasher.write(after.as_bytes());
     hasher.finish()
 }
 

@@ -8,7 +8,7 @@ use crate::net;
 use crate::plan::{
     GATEWAY, LabSubject, NODE_SIDE_MAC, Plan, SubjectKind, node_link_mac, subject_mac,
 };
-use palisade_agent::{PodInventory, PodPlacement};
+use palisade_agent::{AgentArgs, PodInventory, PodPlacement};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -68,12 +68,10 @@ pub struct LabState {
     pub manifests: Vec<PathBuf>,
     pub default_namespace: String,
     pub agent: bool,
-    /// How the agents render their tables (`--audit`, `--log-group` among their arguments):
-    /// what a check that they are in sync must compile.
+    /// The agents' arguments besides their node and inputs (`--audit`, `--log-group`, …):
+    /// how they render their tables, which a check that they are in sync must do alike.
     #[serde(default)]
-    pub agent_audit: bool,
-    #[serde(default = "default_log_group")]
-    pub agent_log_group: u16,
+    pub agent_args: Vec<String>,
     /// Probe servers, agents and relays started by `up`.
     pub pids: Vec<i32>,
     /// When the lab lives in an API server: how to reach it, and whether `up` started it.
@@ -81,18 +79,11 @@ pub struct LabState {
     pub kube: Option<KubeState>,
 }
 
-/// The agent's default NFLOG group (`palisade agent --log-group`).
-fn default_log_group() -> u16 {
-    100
-}
-
 impl LabState {
     /// The render options of the lab's agents.
-    pub fn agent_render_options(&self) -> palisade_dataplane::RenderOptions {
-        palisade_dataplane::RenderOptions {
-            audit: self.agent_audit,
-            log_group: self.agent_log_group,
-        }
+    pub fn agent_render_options(&self) -> Result<palisade_dataplane::RenderOptions, LabError> {
+        AgentArgs::render_options_of(&self.agent_args)
+            .map_err(|e| LabError::Invalid(format!("the lab's agent arguments: {e}")))
     }
 }
 
@@ -354,10 +345,6 @@ impl Build {
                 self.wait_agent(index, node)?;
             }
         }
-        let agent_args = config
-            .agent
-            .as_ref()
-            .map_or(&[][..], |a| a.extra_args.as_slice());
         let state = LabState {
             name: lab.clone(),
             nodes,
@@ -367,12 +354,11 @@ impl Build {
             manifests: config.manifests.clone(),
             default_namespace: config.default_namespace.clone(),
             agent: config.agent.is_some(),
-            agent_audit: agent_args.iter().any(|a| a == "--audit"),
-            agent_log_group: agent_args
-                .iter()
-                .zip(agent_args.iter().skip(1))
-                .find_map(|(flag, value)| (flag == "--log-group").then(|| value.parse().ok())?)
-                .unwrap_or_else(default_log_group),
+            agent_args: config
+                .agent
+                .as_ref()
+                .map(|a| a.extra_args.clone())
+                .unwrap_or_default(),
             pids: self.children.iter().map(|c| c.id() as i32).collect(),
             kube: config.kube.clone(),
         };

@@ -276,7 +276,7 @@ pub fn run_lab(
             // Right after a change the agents may not enforce it yet: a comparison then would
             // report differences that are only late.
             if args.compare && state.agent {
-                let options = state.agent_render_options();
+                let options = state.agent_render_options()?;
                 if let Err(e) =
                     wait_for_agents(&args.lab.state_dir, &state, options, AGENTS_CATCH_UP)
                 {
