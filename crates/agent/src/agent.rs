@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Programs whose log records may still arrive: the current one and a few before it.
-const KEPT_SNAPSHOTS: usize = 4;
+const KEPT_SNAPSHOTS: usize = 3;
 /// First and longest wait before a failed sync is tried again.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(10);
@@ -58,6 +58,18 @@ impl Backoff {
 }
 
 type Snapshots = Arc<RwLock<Vec<Arc<Snapshot>>>>;
+
+/// Gives the pages a sync freed back to the kernel. A sync builds and drops a cluster-sized
+/// analysis; glibc keeps the freed pages between the live ones, and the agent's RSS grew by
+/// about that much per change (190 MiB after 20 changes at 10k pods, 78 with this).
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live
+    // allocation and may be called at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
 
 pub(crate) struct Agent {
     inputs: Inputs,
@@ -138,7 +150,12 @@ impl Agent {
         };
         // The routes are input too: without them the rules in force stay.
         let snapshot = match snapshot.with_node_interfaces(&self.runner) {
-            Ok(snapshot) => Arc::new(snapshot),
+            Ok(mut snapshot) => {
+                if let Some(in_force) = &self.in_force {
+                    snapshot.share_names_with(in_force);
+                }
+                Arc::new(snapshot)
+            }
             Err(e) => {
                 self.metrics.error("routes");
                 tracing::error!(
@@ -152,7 +169,12 @@ impl Agent {
         let _evicted = self.publish(snapshot.clone());
         if !self.replace_whole && self.applied.is_some() && snapshot.ruleset.digest == digest {
             // Same rules as in force: keep them.
-            tracing::info!(generation, "rules in force are up to date");
+            let change_to_enforced = change.and_then(|c| SystemTime::now().duration_since(c).ok());
+            tracing::info!(
+                generation,
+                change_to_enforced_ms = change_to_enforced.map(|d| d.as_secs_f64() * 1e3),
+                "rules in force are up to date"
+            );
             self.table_watch.adopted(&self.nft);
             self.in_force = Some(snapshot.clone());
             if self.revoke_pending {
@@ -185,7 +207,11 @@ impl Agent {
                 return Synced::Retry;
             }
         };
+        // Enforced from the commit on; the seal below only records what was committed.
+        let applied_at = SystemTime::now();
+        let apply_took = apply_started.elapsed();
         self.metrics.applied(how);
+        let seal_started = Instant::now();
         let seal = match self.nft.seal(generation, snapshot.ruleset.digest) {
             Ok(seal) => Some(seal),
             Err(e) => {
@@ -195,13 +221,12 @@ impl Agent {
                 None
             }
         };
+        let seal_took = seal_started.elapsed();
         self.table_watch.applied(seal);
         self.replace_whole = false;
         self.health.set_ready(true);
         self.applied = Some((generation, snapshot.ruleset.digest));
         self.in_force = Some(snapshot.clone());
-        let applied_at = SystemTime::now();
-        let apply_took = apply_started.elapsed();
         self.revoke_pending = !self.args.audit;
         let revoke_started = Instant::now();
         let revoked = self.revoke(&snapshot);
@@ -226,6 +251,7 @@ impl Agent {
             set_elements = snapshot.ruleset.set_elements(),
             sync_ms = took.as_secs_f64() * 1e3,
             apply_ms = apply_took.as_secs_f64() * 1e3,
+            seal_ms = seal_took.as_secs_f64() * 1e3,
             revoke_ms = revoke_took.as_secs_f64() * 1e3,
             change_to_applied_ms = change_to_applied.map(|d| d.as_secs_f64() * 1e3),
             revoked,
@@ -302,7 +328,9 @@ impl Agent {
                 }
                 continue;
             }
-            match self.sync(pending.take().flatten()) {
+            let synced = self.sync(pending.take().flatten());
+            release_freed_memory();
+            match synced {
                 Synced::Done => {
                     backoff.reset();
                     retry_at = None;

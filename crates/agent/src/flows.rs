@@ -10,7 +10,7 @@ use netlink_packet_netfilter::nflog::{
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
 use netlink_sys::{Socket, constants::NETLINK_NETFILTER};
 use palisade_dataplane::LogTag;
-use palisade_engine::{ChainId, Direction, Protocol, RuleId, Subject};
+use palisade_engine::{ChainId, Direction, Protocol, RuleId};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -143,15 +143,11 @@ pub fn record(
             })?
         }
     };
-    let analysis = &snapshot.analysis;
     let end = |ip: IpAddr, port: u16| {
-        let (namespace, pod) = match analysis.subject_for_ip(ip) {
-            Subject::Endpoint(id) => {
-                let ep = analysis.endpoint(id);
-                (Some(ep.namespace.clone()), Some(ep.name.clone()))
-            }
-            Subject::External(_) => (None, None),
-        };
+        let (namespace, pod) = snapshot
+            .endpoint_at(ip)
+            .map(|(namespace, name)| (Some(namespace.to_string()), Some(name.to_string())))
+            .unwrap_or_default();
         FlowEnd {
             namespace,
             pod,
@@ -190,7 +186,7 @@ struct Decision {
 impl Decision {
     fn admitted(snapshot: &Snapshot, rule: RuleId) -> Option<Self> {
         let rule = snapshot.program.rules.get(rule)?;
-        let name = snapshot.analysis.policy(rule.policy).qualified_name();
+        let name = snapshot.policy_name(rule.policy).to_string();
         Some(Self {
             direction: rule.direction,
             verdict: Verdict::Forwarded,
@@ -208,7 +204,7 @@ impl Decision {
         let named = chain.policies.len().min(NAMED_POLICIES);
         let policies: Vec<String> = chain.policies[..named]
             .iter()
-            .map(|&p| snapshot.analysis.policy(p).qualified_name())
+            .map(|&p| snapshot.policy_name(p).to_string())
             .collect();
         let more_policies = chain.policies.len() - named;
         let decided_by = match more_policies {
@@ -494,7 +490,7 @@ mod tests {
                 log_group: 100,
             };
             let ruleset = render(&analysis, &program, options);
-            std::sync::Arc::new(Snapshot::new(analysis, program, ruleset))
+            std::sync::Arc::new(Snapshot::new(&analysis, program, ruleset))
         };
         let old = snapshot(shop(80, 0));
         let ruleset = &old.ruleset;

@@ -11,9 +11,10 @@
 //! (they replace the manifest's `status.podIPs`). Without an inventory every pod with an
 //! address is taken to be on this node (a one-node cluster).
 
-use palisade_engine::{Cluster, EndpointId};
+use palisade_engine::{Cluster, EndpointId, EndpointKind};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,17 +55,32 @@ pub fn place(
     let Some(inventory) = inventory else {
         return (palisade_engine::every_pod_local(cluster), Vec::new());
     };
-    let by_name: BTreeMap<String, EndpointId> = cluster
+    // Keyed by namespace and the rest of the qualified name, borrowed for pods: this runs on
+    // every change, over every pod of the cluster.
+    let by_name: HashMap<(&str, Cow<'_, str>), EndpointId> = cluster
         .endpoints
         .iter()
         .enumerate()
-        .map(|(id, ep)| (ep.qualified_name(), id))
+        .map(|(id, ep)| {
+            let rest = match &ep.kind {
+                EndpointKind::Pod => Cow::Borrowed(ep.name.as_str()),
+                EndpointKind::Workload { .. } => {
+                    let qualified = ep.qualified_name();
+                    Cow::Owned(qualified[ep.namespace.len() + 1..].to_string())
+                }
+            };
+            ((ep.namespace.as_str(), rest), id)
+        })
         .collect();
+    let find = |name: &str| {
+        let (namespace, rest) = name.split_once('/')?;
+        by_name.get(&(namespace, Cow::Borrowed(rest))).copied()
+    };
     let mut addresses: BTreeMap<EndpointId, Vec<IpAddr>> = BTreeMap::new();
     let mut local: BTreeMap<EndpointId, Vec<IpAddr>> = BTreeMap::new();
     let mut unknown = Vec::new();
     for placement in &inventory.pods {
-        let Some(&id) = by_name.get(&placement.name) else {
+        let Some(id) = find(&placement.name) else {
             unknown.push(placement.name.clone());
             continue;
         };

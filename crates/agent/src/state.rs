@@ -5,34 +5,81 @@ use anyhow::{Context, bail};
 use palisade_dataplane::{
     ChainIndex, ChainKey, RenderOptions, Ruleset, Runner, pod_interfaces, render,
 };
-use palisade_engine::{Analysis, ChainId, NodeProgram};
+use palisade_engine::{Analysis, ChainId, NodeProgram, PolicyId};
 use palisade_manifest::{LoadCache, LoadOptions, Loaded, Severity, load_paths};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-/// One compiled program with what is needed to explain its log records.
+/// One compiled program with what is needed to explain its log records: the names of its
+/// policies and pods, not the analysis they came from (a few of these are kept, and an
+/// analysis holds the whole cluster).
 pub struct Snapshot {
-    pub analysis: Analysis,
     pub program: NodeProgram,
     pub ruleset: Ruleset,
     chains_by_key: HashMap<ChainKey, ChainId>,
+    /// `namespace/name` of each policy, by id.
+    policy_names: Arc<Vec<String>>,
+    /// Namespace and name of the endpoint that has an address.
+    endpoints_by_ip: Arc<HashMap<IpAddr, (String, String)>>,
 }
 
 impl Snapshot {
-    pub fn new(analysis: Analysis, program: NodeProgram, ruleset: Ruleset) -> Self {
+    pub fn new(analysis: &Analysis, program: NodeProgram, ruleset: Ruleset) -> Self {
         let chains_by_key = ruleset
             .chain_keys
             .iter()
             .enumerate()
             .map(|(chain, &key)| (key, chain))
             .collect();
+        let cluster = analysis.cluster();
+        let mut endpoints_by_ip = HashMap::new();
+        for endpoint in &cluster.endpoints {
+            for ip in &endpoint.ips {
+                // The first endpoint with an address is the one the analysis names for it.
+                endpoints_by_ip
+                    .entry(*ip)
+                    .or_insert_with(|| (endpoint.namespace.clone(), endpoint.name.clone()));
+            }
+        }
         Self {
-            analysis,
             program,
             ruleset,
             chains_by_key,
+            policy_names: Arc::new(
+                cluster
+                    .policies
+                    .iter()
+                    .map(|p| p.qualified_name())
+                    .collect(),
+            ),
+            endpoints_by_ip: Arc::new(endpoints_by_ip),
         }
+    }
+
+    /// Shares `earlier`'s names where they are the same as this one's: most changes rename
+    /// nothing, and the agent keeps a few snapshots of a cluster's names.
+    pub fn share_names_with(&mut self, earlier: &Snapshot) {
+        if self.policy_names == earlier.policy_names {
+            self.policy_names = earlier.policy_names.clone();
+        }
+        if self.endpoints_by_ip == earlier.endpoints_by_ip {
+            self.endpoints_by_ip = earlier.endpoints_by_ip.clone();
+        }
+    }
+
+    /// `namespace/name` of a policy of this program.
+    pub fn policy_name(&self, policy: PolicyId) -> &str {
+        &self.policy_names[policy]
+    }
+
+    /// Namespace and name of the endpoint that has `ip`; `None` for an outside address.
+    pub fn endpoint_at(&self, ip: IpAddr) -> Option<(&str, &str)> {
+        self.endpoints_by_ip
+            .get(&ip)
+            .map(|(namespace, name)| (namespace.as_str(), name.as_str()))
     }
 
     /// The snapshot with its table's source check filled in: the interfaces toward its local
@@ -198,7 +245,7 @@ pub fn compile(
         render_ms = ms(started.elapsed() - compiled_at),
         "compiled"
     );
-    Ok(Snapshot::new(analysis, program, ruleset))
+    Ok(Snapshot::new(&analysis, program, ruleset))
 }
 
 /// Extensions of the files the manifest loader reads in a directory (files named explicitly

@@ -27,13 +27,13 @@ fn snapshot(audit: bool) -> Snapshot {
             log_group: GROUP,
         },
     );
-    Snapshot::new(analysis, program, ruleset)
+    Snapshot::new(&analysis, program, ruleset)
 }
 
 /// Loads the table, makes the connections, and returns the records of what the kernel logged.
 fn logged(audit: bool, connections: &[(&str, &str, u16)]) -> (Vec<FlowRecord>, Vec<bool>) {
     let snapshot = Arc::new(snapshot(audit));
-    let node = Node::hosting(snapshot.analysis.cluster());
+    let node = Node::hosting(&common::shop());
     node.serve(&[80, 5432], &[]);
     Nft::new(node.node.runner())
         .apply(&snapshot.ruleset, 3, None)

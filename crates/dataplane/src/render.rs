@@ -164,6 +164,9 @@ struct Renderer<'a> {
     sets: Vec<SetDef>,
     chains: Vec<ChainDef>,
     declared: HashMap<(String, Vec<Element>), String>,
+    /// Peer sets by their ranges: rules share peers (every rule of "all pods in the cluster"),
+    /// and formatting 10k addresses per rule to find the set declared was most of a render.
+    peer_sets: HashMap<Vec<IpRange>, String>,
 }
 
 #[derive(Clone, Copy)]
@@ -217,6 +220,7 @@ impl<'a> Renderer<'a> {
             sets: Vec::new(),
             chains: Vec::new(),
             declared: HashMap::new(),
+            peer_sets: HashMap::new(),
         }
     }
 
@@ -517,17 +521,24 @@ impl<'a> Renderer<'a> {
             let peers_in_ports = rule.direction == Direction::Egress
                 && matches!(rule.ports, PortMatch::PerDestination(_));
             if let Some(peers) = rule.peers.as_ref().filter(|_| !peers_in_ports) {
-                let elements: Vec<String> = in_family(peers.iter(), family)
-                    .map(ToString::to_string)
-                    .collect();
-                if elements.is_empty() {
+                // Ranges are of one family: the ranges alone name the set.
+                let ranges: Vec<IpRange> = in_family(peers.iter(), family).copied().collect();
+                if ranges.is_empty() {
                     continue;
                 }
-                let name = self.set(
-                    format!("{prefix}_peers{}", family.suffix),
-                    family.addr_type,
-                    elements,
-                );
+                let name = match self.peer_sets.get(&ranges) {
+                    Some(name) => name.clone(),
+                    None => {
+                        let elements = ranges.iter().map(ToString::to_string).collect();
+                        let name = self.set(
+                            format!("{prefix}_peers{}", family.suffix),
+                            family.addr_type,
+                            elements,
+                        );
+                        self.peer_sets.insert(ranges, name.clone());
+                        name
+                    }
+                };
                 matches.push(format!("{} {peer_addr} @{name}", family.keyword));
             }
             if let PortMatch::PerDestination(entries) = &rule.ports {

@@ -11,7 +11,7 @@
 use crate::analysis::{Analysis, EndpointId, PolicyId, ip_to_u128, u128_to_ip};
 use crate::model::{Cluster, Direction, NamespaceScope, Peer, PortRef, Rule};
 use crate::ports::{PortSet, Protocol};
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -158,7 +158,16 @@ impl NodeProgram {
             chain_of: HashMap::new(),
             rule_of: HashMap::new(),
             peer_cache: RefCell::default(),
+            local_ips: HashMap::new(),
+            isolated_by: OnceCell::new(),
         };
+        for (endpoint, ips) in local {
+            compiler
+                .local_ips
+                .entry(*endpoint)
+                .or_default()
+                .extend(ips.iter().copied());
+        }
         for (endpoint, ips) in local {
             if analysis.endpoint(*endpoint).host_network || ips.is_empty() {
                 continue;
@@ -243,6 +252,11 @@ struct Compiler<'a> {
     /// Peers match the same endpoints in every policy (of a namespace, for peers scoped to the
     /// policy's namespace): match each once.
     peer_cache: RefCell<HashMap<PeerKey, Vec<EndpointId>>>,
+    /// The addresses of each local pod on this node.
+    local_ips: HashMap<EndpointId, Vec<IpAddr>>,
+    /// Local pods by the policies that isolate their ingress (named ports resolve on them),
+    /// made when a rule first needs it.
+    isolated_by: OnceCell<HashMap<PolicyId, Vec<EndpointId>>>,
 }
 
 impl Compiler<'_> {
@@ -334,15 +348,7 @@ impl Compiler<'_> {
                         .map(|ip| IpRange::single(*ip)),
                 );
             }
-            (
-                Some(
-                    merge(ranges.into_iter().map(|r| (r, ())).collect())
-                        .into_iter()
-                        .map(|(r, ())| r)
-                        .collect::<Vec<_>>(),
-                ),
-                Some(endpoints),
-            )
+            (Some(coalesce(ranges)), Some(endpoints))
         };
         if peers.as_ref().is_some_and(Vec::is_empty) {
             return None;
@@ -354,12 +360,7 @@ impl Compiler<'_> {
         } else {
             // Destinations: the local pods the policy isolates (ingress), or the peers (egress).
             let destinations: Vec<EndpointId> = match direction {
-                Direction::Ingress => self
-                    .local
-                    .iter()
-                    .map(|(ep, _)| *ep)
-                    .filter(|&ep| analysis.isolating_policies(ep, direction).contains(&policy))
-                    .collect(),
+                Direction::Ingress => self.isolated_locals(policy),
                 Direction::Egress => peer_endpoints
                     .clone()
                     .unwrap_or_else(|| (0..analysis.cluster().endpoints.len()).collect()),
@@ -400,15 +401,30 @@ impl Compiler<'_> {
         })
     }
 
+    /// The local pods whose ingress `policy` isolates.
+    fn isolated_locals(&self, policy: PolicyId) -> Vec<EndpointId> {
+        self.isolated_by
+            .get_or_init(|| {
+                let mut by_policy: HashMap<PolicyId, Vec<EndpointId>> = HashMap::new();
+                for (endpoint, _) in self.local {
+                    for &p in self
+                        .analysis
+                        .isolating_policies(*endpoint, Direction::Ingress)
+                    {
+                        by_policy.entry(p).or_default().push(*endpoint);
+                    }
+                }
+                by_policy
+            })
+            .get(&policy)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Addresses of a destination: for ingress only those on this node.
     fn ips_of(&self, direction: Direction, endpoint: EndpointId) -> Vec<IpAddr> {
         match direction {
-            Direction::Ingress => self
-                .local
-                .iter()
-                .filter(|(ep, _)| *ep == endpoint)
-                .flat_map(|(_, ips)| ips.iter().copied())
-                .collect(),
+            Direction::Ingress => self.local_ips.get(&endpoint).cloned().unwrap_or_default(),
             Direction::Egress => self.analysis.endpoint(endpoint).ips.clone(),
         }
     }
@@ -500,7 +516,7 @@ fn block_ranges(cidr: ipnet::IpNet, except: &[ipnet::IpNet]) -> Vec<IpRange> {
         .collect()
 }
 
-/// Splits possibly overlapping ranges, each carrying a value that unions (ports, or nothing),
+/// Splits possibly overlapping ranges, each carrying a value that unions (ports),
 /// into disjoint sorted ranges, merging neighbours whose values are equal.
 fn merge<T: Clone + PartialEq + Unite>(entries: Vec<(IpRange, T)>) -> Vec<(IpRange, T)> {
     let mut out = Vec::new();
@@ -552,12 +568,30 @@ fn merge<T: Clone + PartialEq + Unite>(entries: Vec<(IpRange, T)>) -> Vec<(IpRan
     out
 }
 
-trait Unite {
-    fn unite(&mut self, other: &Self);
+/// Possibly overlapping ranges as disjoint sorted ones, neighbours joined: what [`merge`]
+/// gives for ranges without values, in a sort instead of a cut per range end.
+fn coalesce(ranges: Vec<IpRange>) -> Vec<IpRange> {
+    let mut bounds: Vec<(bool, u128, u128)> = ranges
+        .iter()
+        .map(|r| (!r.is_ipv4(), ip_to_u128(r.first), ip_to_u128(r.last)))
+        .collect();
+    bounds.sort_unstable();
+    let mut out: Vec<(bool, u128, u128)> = Vec::with_capacity(bounds.len());
+    for (v6, first, last) in bounds {
+        match out.last_mut() {
+            Some((family, _, end)) if *family == v6 && end.saturating_add(1) >= first => {
+                *end = (*end).max(last);
+            }
+            _ => out.push((v6, first, last)),
+        }
+    }
+    out.into_iter()
+        .map(|(v6, first, last)| range_of(first, last, !v6))
+        .collect()
 }
 
-impl Unite for () {
-    fn unite(&mut self, _: &Self) {}
+trait Unite {
+    fn unite(&mut self, other: &Self);
 }
 
 impl Unite for PortSet {

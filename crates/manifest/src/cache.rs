@@ -12,30 +12,37 @@ use crate::load::{self, Document};
 use crate::{LoadOptions, Loaded, files};
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Keeps what each document yielded between calls of [`LoadCache::load_paths`].
 #[derive(Clone, Default)]
 pub struct LoadCache {
+    hasher: Hasher,
     /// The options the entries were loaded with.
     options: LoadOptions,
-    /// File name → its text when last loaded, and what its documents yielded.
+    /// File name → a digest of its text when last loaded, and what its documents yielded.
     files: HashMap<String, FileEntry>,
     last_parsed: usize,
 }
 
+/// Texts are kept as digests, not copies: the agent keeps this cache for the cluster's life
+/// and a copy of every manifest was a tenth of its memory. The hasher's keys are random per
+/// cache, so nobody can write two texts that collide on purpose.
 #[derive(Clone, Default)]
 struct FileEntry {
-    text: String,
+    text: Digest,
     /// In file order.
     documents: Vec<DocumentEntry>,
 }
 
 #[derive(Clone)]
 struct DocumentEntry {
-    /// Where the document's text is in its file's text, and the line it starts after.
+    /// Where the document's text is in its file's text, the digest of that text, and the
+    /// line it starts after.
     range: std::ops::Range<usize>,
+    text: Digest,
     first_line: usize,
     /// What it yielded, with positions as parsed after `parsed_first_line`; shared by the
     /// entries of a document a file has twice.
@@ -58,7 +65,9 @@ impl LoadCache {
         let plans: Vec<Vec<(Document<'_>, Option<DocumentEntry>)>> = texts
             .iter()
             .enumerate()
-            .map(|(file_index, text)| plan(file_index, text, previous.remove(&text.name)))
+            .map(|(file_index, text)| {
+                plan(&self.hasher, file_index, text, previous.remove(&text.name))
+            })
             .collect();
         // Memory follows the input, not its history of edits: what is left is dropped.
         drop(previous);
@@ -96,6 +105,7 @@ impl LoadCache {
                         };
                         let entry = DocumentEntry {
                             range,
+                            text: self.hasher.digest(document.text),
                             first_line: document.first_line,
                             parsed_first_line: document.first_line,
                             batch: Arc::new(yielded.clone()),
@@ -109,7 +119,7 @@ impl LoadCache {
             self.files.insert(
                 text.name.clone(),
                 FileEntry {
-                    text: text.text.clone(),
+                    text: self.hasher.digest(&text.text),
                     documents,
                 },
             );
@@ -126,12 +136,13 @@ impl LoadCache {
 /// The documents of input `text` (at `file_index`), each with its entry when `old`, the file
 /// as last loaded, has a document of the same text. An unchanged file is not split again.
 fn plan<'t>(
+    hasher: &Hasher,
     file_index: usize,
     text: &'t files::Text,
     old: Option<FileEntry>,
 ) -> Vec<(Document<'t>, Option<DocumentEntry>)> {
     let old = old.unwrap_or_default();
-    let documents: Vec<Document<'t>> = if old.text == text.text {
+    let documents: Vec<Document<'t>> = if old.text == hasher.digest(&text.text) {
         old.documents
             .iter()
             .map(|d| Document {
@@ -147,18 +158,30 @@ fn plan<'t>(
             .map(|d| Document { file_index, ..d })
             .collect()
     };
-    let known: HashMap<&str, &DocumentEntry> = old
-        .documents
-        .iter()
-        .map(|d| (&old.text[d.range.clone()], d))
-        .collect();
+    let known: HashMap<Digest, &DocumentEntry> =
+        old.documents.iter().map(|d| (d.text, d)).collect();
     documents
         .into_iter()
         .map(|document| {
-            let entry = known.get(document.text).map(|&entry| entry.clone());
+            let entry = known
+                .get(&hasher.digest(document.text))
+                .map(|&entry| entry.clone());
             (document, entry)
         })
         .collect()
+}
+
+/// 128 bits of a text (two keyed SipHashes) and its length.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+struct Digest(u64, u64, usize);
+
+#[derive(Clone, Default)]
+struct Hasher(RandomState, RandomState);
+
+impl Hasher {
+    fn digest(&self, text: &str) -> Digest {
+        Digest(self.0.hash_one(text), self.1.hash_one(text), text.len())
+    }
 }
 
 impl fmt::Debug for LoadCache {
