@@ -71,6 +71,11 @@ fn release_freed_memory() {
     }
 }
 
+/// Time from a change (when known) to `at`.
+fn lag(change: Option<SystemTime>, at: SystemTime) -> Option<Duration> {
+    change.and_then(|c| at.duration_since(c).ok())
+}
+
 pub(crate) struct Agent {
     inputs: Inputs,
     args: AgentArgs,
@@ -169,7 +174,7 @@ impl Agent {
         let _evicted = self.publish(snapshot.clone());
         if !self.replace_whole && self.applied.is_some() && snapshot.ruleset.digest == digest {
             // Same rules as in force: keep them.
-            let change_to_enforced = change.and_then(|c| SystemTime::now().duration_since(c).ok());
+            let change_to_enforced = lag(change, SystemTime::now());
             tracing::info!(
                 generation,
                 change_to_enforced_ms = change_to_enforced.map(|d| d.as_secs_f64() * 1e3),
@@ -240,7 +245,7 @@ impl Agent {
         let now = applied_at.duration_since(UNIX_EPOCH).unwrap_or_default();
         self.metrics.last_sync.set(now.as_secs_f64());
         self.metrics.generation.set(i64::from(generation));
-        let change_to_applied = change.and_then(|c| applied_at.duration_since(c).ok());
+        let change_to_applied = lag(change, applied_at);
         if let Some(lag) = change_to_applied {
             self.metrics.change_to_applied.observe(lag.as_secs_f64());
         }

@@ -158,16 +158,9 @@ impl NodeProgram {
             chain_of: HashMap::new(),
             rule_of: HashMap::new(),
             peer_cache: RefCell::default(),
-            local_ips: HashMap::new(),
+            local_ips: local_ips(local),
             isolated_by: OnceCell::new(),
         };
-        for (endpoint, ips) in local {
-            compiler
-                .local_ips
-                .entry(*endpoint)
-                .or_default()
-                .extend(ips.iter().copied());
-        }
         for (endpoint, ips) in local {
             if analysis.endpoint(*endpoint).host_network || ips.is_empty() {
                 continue;
@@ -445,6 +438,15 @@ impl Compiler<'_> {
         }
         ports
     }
+}
+
+/// The addresses of each local pod (an endpoint may be listed more than once).
+fn local_ips(local: &[(EndpointId, Vec<IpAddr>)]) -> HashMap<EndpointId, Vec<IpAddr>> {
+    let mut by_endpoint: HashMap<EndpointId, Vec<IpAddr>> = HashMap::new();
+    for (endpoint, ips) in local {
+        by_endpoint.entry(*endpoint).or_default().extend(ips);
+    }
+    by_endpoint
 }
 
 impl IpRange {

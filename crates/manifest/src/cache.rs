@@ -62,7 +62,7 @@ impl LoadCache {
         let mut batch = Batch::default();
         let texts = files::read_all(paths, &mut batch);
         let mut previous = std::mem::take(&mut self.files);
-        let plans: Vec<Vec<(Document<'_>, Option<DocumentEntry>)>> = texts
+        let plans: Vec<Plan<'_>> = texts
             .iter()
             .enumerate()
             .map(|(file_index, text)| {
@@ -73,15 +73,15 @@ impl LoadCache {
         drop(previous);
         let misses: Vec<Document<'_>> = plans
             .iter()
-            .flatten()
-            .filter(|(_, entry)| entry.is_none())
-            .map(|(document, _)| *document)
+            .flat_map(|plan| &plan.documents)
+            .filter(|(_, _, entry)| entry.is_none())
+            .map(|(document, _, _)| *document)
             .collect();
         self.last_parsed = misses.len();
         let mut parsed = load::each(&misses, options).into_iter();
         for (plan, text) in plans.into_iter().zip(&texts) {
-            let mut documents = Vec::with_capacity(plan.len());
-            for (document, entry) in plan {
+            let mut documents = Vec::with_capacity(plan.documents.len());
+            for (document, text_digest, entry) in plan.documents {
                 let start = document.text.as_ptr() as usize - text.text.as_ptr() as usize;
                 let range = start..start + document.text.len();
                 let entry = match entry {
@@ -105,7 +105,7 @@ impl LoadCache {
                         };
                         let entry = DocumentEntry {
                             range,
-                            text: self.hasher.digest(document.text),
+                            text: text_digest,
                             first_line: document.first_line,
                             parsed_first_line: document.first_line,
                             batch: Arc::new(yielded.clone()),
@@ -119,7 +119,7 @@ impl LoadCache {
             self.files.insert(
                 text.name.clone(),
                 FileEntry {
-                    text: self.hasher.digest(&text.text),
+                    text: plan.digest,
                     documents,
                 },
             );
@@ -133,42 +133,49 @@ impl LoadCache {
     }
 }
 
-/// The documents of input `text` (at `file_index`), each with its entry when `old`, the file
-/// as last loaded, has a document of the same text. An unchanged file is not split again.
+/// A file's documents as planned: each with the digest of its text and its entry when the
+/// file as last loaded has a document of the same text.
+struct Plan<'t> {
+    digest: Digest,
+    documents: Vec<(Document<'t>, Digest, Option<DocumentEntry>)>,
+}
+
+/// The plan of input `text` (at `file_index`) against `old`, the file as last loaded. An
+/// unchanged file is neither split nor hashed per document again: its entries are reused in
+/// order.
 fn plan<'t>(
     hasher: &Hasher,
     file_index: usize,
     text: &'t files::Text,
     old: Option<FileEntry>,
-) -> Vec<(Document<'t>, Option<DocumentEntry>)> {
+) -> Plan<'t> {
     let old = old.unwrap_or_default();
-    let documents: Vec<Document<'t>> = if old.text == hasher.digest(&text.text) {
-        old.documents
-            .iter()
-            .map(|d| Document {
-                file_index,
-                name: &text.name,
-                text: &text.text[d.range.clone()],
-                first_line: d.first_line,
-            })
-            .collect()
-    } else {
-        load::documents(&[(&text.name, &text.text)])
-            .into_iter()
-            .map(|d| Document { file_index, ..d })
-            .collect()
+    let digest = hasher.digest(&text.text);
+    let document = |range: std::ops::Range<usize>, first_line| Document {
+        file_index,
+        name: &text.name,
+        text: &text.text[range],
+        first_line,
     };
+    if old.text == digest {
+        let documents = old
+            .documents
+            .into_iter()
+            .map(|d| (document(d.range.clone(), d.first_line), d.text, Some(d)))
+            .collect();
+        return Plan { digest, documents };
+    }
     let known: HashMap<Digest, &DocumentEntry> =
         old.documents.iter().map(|d| (d.text, d)).collect();
-    documents
+    let documents = load::documents(&[(&text.name, &text.text)])
         .into_iter()
-        .map(|document| {
-            let entry = known
-                .get(&hasher.digest(document.text))
-                .map(|&entry| entry.clone());
-            (document, entry)
+        .map(|d| {
+            let text_digest = hasher.digest(d.text);
+            let entry = known.get(&text_digest).map(|&entry| entry.clone());
+            (Document { file_index, ..d }, text_digest, entry)
         })
-        .collect()
+        .collect();
+    Plan { digest, documents }
 }
 
 /// 128 bits of a text (two keyed SipHashes) and its length.
