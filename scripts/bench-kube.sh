@@ -9,7 +9,8 @@
 #       (client) and x/c on node 0, x/b on node 1; every policy isolates the servers x/b and x/c,
 #       N-1 filler policies admit x/a each on its own port (10000+j), and policy zz-allow admits
 #       x/a on 8080 or not. For each change (deny and allow alternately) the script takes t0, runs
-#       `kubectl apply`, notes t1 when kubectl returned, while a client in x/a's namespace starts
+#       `kubectl apply --server-side` (one PATCH; BENCH_APPLY=client for client-side apply: a GET
+#       and a PATCH), notes t1 when kubectl returned, while a client in x/a's namespace starts
 #       a connection to x/b:8080 every millisecond; the first connection started with the new
 #       verdict is the flip. Reported: flip - t0 and flip - t1 (p50, p99, max), at 1 policy and
 #       at 1k policies in the same lab. The filler policies are created in one `kubectl create`
@@ -33,7 +34,8 @@
 # Environment: BENCH_CHANGES (policy changes per policy count in (a), default 100),
 # BENCH_POLICIES (policy counts of (a), ascending, default "1 1000"), BENCH_PODS (pod counts of
 # (b), ascending, default "10000 100000"; (c) uses the last), BENCH_PARTS (default "a b c"),
-# PALISADE (a prebuilt binary; otherwise `cargo build --release -p palisade`).
+# BENCH_APPLY (client: client-side apply in (a)), PALISADE (a prebuilt binary; otherwise
+# `cargo build --release -p palisade`).
 #
 # All traffic stays on loopback and in the network namespaces the script creates. Every step
 # is bounded by `timeout`; the lab, the API server, the namespace, the processes and the
@@ -202,6 +204,11 @@ def admitted(netns, ip, ports):
         print(f"{len(denied)} of {len(results)} ports on {ip} not admitted (first {denied[0]})")
         sys.exit(1)
 
+# `kubectl apply --server-side` (one PATCH, as GitOps controllers apply), unless
+# BENCH_APPLY=client (client-side apply: a GET, then a PATCH).
+APPLY = ([] if os.environ.get("BENCH_APPLY") == "client"
+         else ["--server-side", "--force-conflicts", "--field-manager=bench"])
+
 def flip(kubectl, kubeconfig, netns, ip, port, allow, deny, changes, out):
     """Applies deny and allow alternately with kubectl; a prober thread in pod x/a's namespace
     starts a connection every millisecond; the flip is the start time of the first connection
@@ -248,7 +255,7 @@ def flip(kubectl, kubeconfig, netns, ip, port, allow, deny, changes, out):
         time.sleep(0.3)
         t0 = time.time()
         wait_for(want, t0)
-        p = subprocess.run([kubectl, "--kubeconfig", kubeconfig, "apply", "-f", path],
+        p = subprocess.run([kubectl, "--kubeconfig", kubeconfig, "apply", *APPLY, "-f", path],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         t1 = time.time()
         if p.returncode != 0:
@@ -345,9 +352,34 @@ def status(kubeconfig, start, end, threads):
     if errors:
         sys.exit(errors[0])
 
+def protobuf_field(buf, number):
+    """The bytes of length-delimited field `number` of a protobuf message (None if absent)."""
+    def varint(i):
+        value = shift = 0
+        while True:
+            byte = buf[i]
+            i, value, shift = i + 1, value | (byte & 0x7F) << shift, shift + 7
+            if byte < 0x80:
+                return value, i
+    i = 0
+    while i < len(buf):
+        key, i = varint(i)
+        wire = key & 7
+        if wire == 0:
+            _, i = varint(i)
+        elif wire == 2:
+            size, i = varint(i)
+            if key >> 3 == number:
+                return buf[i:i + size]
+            i += size
+        else:
+            sys.exit(f"protobuf wire type {wire} not expected in a list's head")
+    return None
+
 def rawlist(kubeconfig):
-    """The four lists as palisade reads them (pages of 500), bytes only, nothing decoded but
-    the continue token: what serving them costs the API server and the connection."""
+    """The four lists as palisade reads them (pods as protobuf in pages of 5000, the rest as JSON
+    in pages of 500), bytes only, nothing decoded but the continue token: what serving them
+    costs the API server and the connection."""
     host, port, ca, cert, key = kubeconfig_fields(kubeconfig)
     context = ssl.create_default_context(cafile=ca)
     context.load_cert_chain(cert, key)
@@ -355,17 +387,25 @@ def rawlist(kubeconfig):
     start, total = time.monotonic(), 0
     for path in ("/api/v1/namespaces", "/api/v1/nodes", "/api/v1/pods",
                  "/apis/networking.k8s.io/v1/networkpolicies"):
+        protobuf = path == "/api/v1/pods"
+        limit = 5000 if protobuf else 500
+        accept = "application/vnd.kubernetes.protobuf" if protobuf else "application/json"
         token = ""
         while True:
-            query = "?limit=500" + ("&continue=" + urllib.parse.quote(token) if token else "")
-            conn.request("GET", path + query, headers={"Accept": "application/json"})
+            query = f"?limit={limit}" + ("&continue=" + urllib.parse.quote(token) if token else "")
+            conn.request("GET", path + query, headers={"Accept": accept})
             r = conn.getresponse()
             body = r.read()
             if r.status != 200:
                 sys.exit(f"GET {path}: HTTP {r.status}")
             total += len(body)
-            m = re.search(rb'"continue":"([^"]*)"', body[:4096])
-            token = m.group(1).decode() if m else ""
+            if protobuf:
+                # magic "k8s\0", runtime.Unknown{raw: 2} holding PodList{metadata: 1{continue: 3}}
+                head = protobuf_field(protobuf_field(body[4:], 2) or b"", 1) or b""
+                token = (protobuf_field(head, 3) or b"").decode()
+            else:
+                m = re.search(rb'"continue":"([^"]*)"', body[:4096])
+                token = m.group(1).decode() if m else ""
             if not token:
                 break
     print("%.3f %d" % (time.monotonic() - start, total))
@@ -674,10 +714,10 @@ print(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
 	for i in $(seq "$runs"); do
 		res=$(run 1800 "${PY[@]}" rawlist "$KUBECONFIG_FILE")
 		walls+=("${res% *}")
-		log "(c) raw list run $i: ${res% *} s, $((${res#* } / 1048576)) MiB of JSON"
+		log "(c) raw list run $i: ${res% *} s, $((${res#* } / 1048576)) MiB"
 	done
 	local listed="${walls[*]}"
-	RAW_ROW="| the four lists alone (pages of 500, bytes read, nothing decoded; Python) | $(median "${walls[@]}") s | - | ${listed// / s, } s ($((${res#* } / 1048576)) MiB of JSON) |"
+	RAW_ROW="| the four lists alone, as palisade asks for them (pods as protobuf in pages of 5000), bytes read, nothing decoded; Python | $(median "${walls[@]}") s | - | ${listed// / s, } s ($((${res#* } / 1048576)) MiB) |"
 	SNAP_SIZE=$(du -sh "$WORK/snap" | cut -f1)
 	if cmp -s "$WORK/matrix-files.out" "$WORK/matrix-api.out"; then
 		SNAP_SAME="identical"
@@ -696,7 +736,9 @@ echo
 echo "## bench-kube: $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ), kube-apiserver v1.35.4 (scripts/kube-env)"
 if ((${#FLIP_ROWS[@]})); then
 	echo
-	echo "(a) \`kubectl apply\` of a policy → enforced in the lab (cross-node: x/a on node0 → x/b:8080 on node1), $CHANGES changes per row, deny and allow alternately:"
+	HOW="kubectl apply --server-side"
+	[[ ${BENCH_APPLY:-} != client ]] || HOW="kubectl apply (client-side)"
+	echo "(a) \`$HOW\` of a policy → enforced in the lab (cross-node: x/a on node0 → x/b:8080 on node1), $CHANGES changes per row, deny and allow alternately:"
 	echo
 	echo "| policies in the API | changes | apply started → enforced: p50 / p99 / max | kubectl returned → enforced: p50 / p99 / max | kubectl apply itself: p50 / p99 | p50 to deny / to allow (from apply start) |"
 	echo "| --- | --- | --- | --- | --- | --- |"

@@ -11,7 +11,8 @@ use palisade_manifest::{LoadCache, LoadOptions};
 use std::time::{Duration, Instant, SystemTime};
 
 /// A burst of API events (a `kubectl apply` of many objects) or file events becomes one
-/// sync: the agent waits until the events pause this long…
+/// sync (API events: the rest of a burst after its first, which is taken at once): the agent
+/// waits until the events pause this long…
 const SETTLE_QUIET: Duration = Duration::from_millis(10);
 /// …but never longer than this after the first.
 const SETTLE_MOST: Duration = Duration::from_millis(100);
@@ -32,6 +33,9 @@ pub(crate) enum Inputs {
         node: String,
         load: LoadOptions,
         seen: Option<u64>,
+        /// When the last change was taken: a change within `SETTLE_MOST` of it is part of a
+        /// burst.
+        last_change: Option<Instant>,
     },
 }
 
@@ -79,7 +83,12 @@ impl Inputs {
                 waiter.wait(sources, timeout);
                 None
             }
-            Self::Cluster { watch, seen, .. } => {
+            Self::Cluster {
+                watch,
+                seen,
+                last_change,
+                ..
+            } => {
                 let latest = match *seen {
                     Some(generation) => watch.wait(generation, timeout),
                     None => watch.seen(),
@@ -87,8 +96,16 @@ impl Inputs {
                 if *seen == Some(latest.generation) {
                     return None;
                 }
-                let settled = watch.settle(SETTLE_QUIET, SETTLE_MOST);
-                *seen = Some(settled.generation);
+                // Every state the API server held is one the cluster declared, so a change after
+                // a quiet spell (one `kubectl apply`) is taken at once; what follows it closely
+                // settles into one sync.
+                let in_burst = last_change.is_some_and(|at| at.elapsed() < SETTLE_MOST);
+                let taken = match in_burst {
+                    true => watch.settle(SETTLE_QUIET, SETTLE_MOST),
+                    false => watch.seen(),
+                };
+                *seen = Some(taken.generation);
+                *last_change = Some(Instant::now());
                 Some(latest.at)
             }
         }

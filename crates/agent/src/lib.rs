@@ -190,6 +190,7 @@ fn open_inputs(
         node: args.node.clone(),
         load,
         seen: None,
+        last_change: None,
     })
 }
 

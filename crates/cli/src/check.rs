@@ -118,34 +118,10 @@ fn resolve(analysis: &Analysis, text: &str) -> anyhow::Result<Subject> {
         .iter()
         .map(|e| e.qualified_name())
         .collect();
-    let hint = closest(text, &known)
+    let hint = palisade_manifest::nearest(text, known.iter().map(String::as_str))
         .map(|k| format!("; did you mean {k}?"))
         .unwrap_or_default();
     bail!(
         "no endpoint named {text:?} (expected namespace/pod, namespace/kind/name or an IP address){hint}"
     )
-}
-
-fn closest<'a>(wanted: &str, known: &'a [String]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (strsim::levenshtein(wanted, k), k))
-        .filter(|(d, k)| *d <= k.len().max(wanted.len()) / 3)
-        .min()
-        .map(|(_, k)| k.as_str())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn closest_suggests_only_near_names() {
-        let known = vec![
-            "expense/poda".to_string(),
-            "instana/daemonset/agent".to_string(),
-        ];
-        assert_eq!(closest("expense/pod-a", &known), Some("expense/poda"));
-        assert_eq!(closest("something/else", &known), None);
-    }
 }

@@ -9,6 +9,7 @@
 
 mod connect;
 mod objects;
+mod protobuf;
 mod read;
 mod snapshot;
 mod watch;
@@ -54,11 +55,21 @@ pub fn load_cluster(
     connection: &Connection,
     options: &palisade_manifest::LoadOptions,
 ) -> Result<Loaded, KubeError> {
+    let started = std::time::Instant::now();
     let objects = run(async {
         let session = connection.connect().await?;
         read(&session).await
     })?;
-    Ok(objects.load(options))
+    let listed = started.elapsed();
+    let pods = objects.pods.len();
+    let loaded = objects.into_loaded(options);
+    tracing::debug!(
+        pods,
+        ?listed,
+        loaded = ?started.elapsed() - listed,
+        "read the cluster"
+    );
+    Ok(loaded)
 }
 
 /// Runs `future` on a runtime of its own (the CLI is synchronous).

@@ -77,29 +77,32 @@ impl WatchedPod {
     /// The Pod these fields came from, less what policy does not read: loaded by the same code
     /// as a Pod in a manifest.
     pub fn to_pod(&self) -> core::Pod {
-        let container = |c: &WatchedContainer| core::Container {
-            name: c.name.clone(),
-            ports: c.ports.clone(),
-            restart_policy: c.restart_policy.clone(),
+        self.clone().into_pod()
+    }
+
+    pub fn into_pod(self) -> core::Pod {
+        let container = |c: WatchedContainer| core::Container {
+            name: c.name,
+            ports: c.ports,
+            restart_policy: c.restart_policy,
             ..core::Container::default()
         };
         core::Pod {
-            metadata: self.metadata.clone(),
+            metadata: self.metadata,
             spec: Some(core::PodSpec {
-                node_name: self.spec.node_name.clone(),
+                node_name: self.spec.node_name,
                 host_network: self.spec.host_network,
-                containers: self.spec.containers.iter().map(container).collect(),
+                containers: self.spec.containers.into_iter().map(container).collect(),
                 init_containers: self
                     .spec
                     .init_containers
-                    .as_ref()
-                    .map(|cs| cs.iter().map(container).collect()),
+                    .map(|cs| cs.into_iter().map(container).collect()),
                 ..core::PodSpec::default()
             }),
             status: Some(core::PodStatus {
-                phase: self.status.phase.clone(),
-                pod_ip: self.status.pod_ip.clone(),
-                pod_ips: self.status.pod_ips.clone(),
+                phase: self.status.phase,
+                pod_ip: self.status.pod_ip,
+                pod_ips: self.status.pod_ips,
                 ..core::PodStatus::default()
             }),
         }
@@ -126,10 +129,14 @@ pub struct WatchedNodeStatus {
 
 impl WatchedNode {
     pub fn to_node(&self) -> core::Node {
+        self.clone().into_node()
+    }
+
+    pub fn into_node(self) -> core::Node {
         core::Node {
-            metadata: self.metadata.clone(),
+            metadata: self.metadata,
             status: Some(core::NodeStatus {
-                addresses: self.status.addresses.clone(),
+                addresses: self.status.addresses,
                 ..core::NodeStatus::default()
             }),
             ..core::Node::default()

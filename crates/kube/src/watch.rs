@@ -191,10 +191,16 @@ impl ClusterWatch {
     pub fn load(&self, options: &LoadOptions) -> (Loaded, Vec<(String, String)>) {
         let pods = in_list_order(self.pods.state());
         let loaded = load_objects(
-            in_list_order(self.namespaces.state()).iter().map(|o| &**o),
-            in_list_order(self.nodes.state()).iter().map(|o| &**o),
-            pods.iter().map(|o| &**o),
-            in_list_order(self.policies.state()).iter().map(|o| &**o),
+            in_list_order(self.namespaces.state())
+                .iter()
+                .map(|o| (**o).clone()),
+            in_list_order(self.nodes.state())
+                .iter()
+                .map(|o| o.to_node()),
+            pods.iter().map(|o| o.to_pod()),
+            in_list_order(self.policies.state())
+                .iter()
+                .map(|o| (**o).clone()),
             options,
         );
         let placements = placements(pods.iter().map(|o| &**o), options);

@@ -136,7 +136,7 @@ pub fn read(
     })
     .map_err(kube_error)?;
     let inventory = palisade_agent::PodInventory::from_placements(objects.placements(options));
-    Ok((objects.load(options), inventory))
+    Ok((objects.into_loaded(options), inventory))
 }
 
 fn kube_error(e: KubeError) -> LabError {

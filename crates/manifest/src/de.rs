@@ -1,16 +1,48 @@
 //! serde's `Deserializer` over the YAML tree, so k8s-openapi types deserialize straight from it
-//! (no intermediate `serde_json::Value`) and skipped fields cost nothing.
+//! (no intermediate `serde_json::Value`) and skipped fields cost nothing. Strict where a typo
+//! would change what is allowed: a field the type does not have is an error there, as with the
+//! API server's strict field validation (`kubectl apply` since 1.27), not a silent skip.
 
+use crate::suggest::nearest;
 use crate::yaml::{Entry, Node, Value};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use std::fmt;
 
 #[derive(Debug)]
-pub(crate) struct Error(String);
+pub(crate) struct Error {
+    message: String,
+    /// The key of a field the type does not have: the error is about that key, below the
+    /// struct serde reports it at.
+    unknown_field: Option<String>,
+}
+
+impl Error {
+    pub fn unknown_field(&self) -> Option<&str> {
+        self.unknown_field.as_deref()
+    }
+
+    fn unknown(key: &str, fields: &[&str]) -> Self {
+        let message = match nearest(key, fields.iter().copied()) {
+            Some(near) => format!("unknown field {key:?}; did you mean {near:?}?"),
+            None => format!(
+                "unknown field {key:?}; expected one of {}",
+                fields
+                    .iter()
+                    .map(|f| format!("{f:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        Self {
+            message,
+            unknown_field: Some(key.to_string()),
+        }
+    }
+}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -18,25 +50,64 @@ impl std::error::Error for Error {}
 
 impl de::Error for Error {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        Self(msg.to_string())
+        Self {
+            message: msg.to_string(),
+            unknown_field: None,
+        }
     }
 }
 
-impl<'de, 'a: 'de> de::Deserializer<'de> for &'de Node<'a> {
+/// Which unknown fields are errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Strictness {
+    /// Everywhere (policies: a misspelled `from:` would allow every source).
+    All,
+    /// In object metadata (`ObjectMeta`, also a template's) and below: a misspelled `labels:`
+    /// would leave a pod unselected by the policies meant to isolate it. The rest of a kind
+    /// newer than k8s-openapi's API version may have fields it does not know.
+    Metadata,
+}
+
+/// A YAML node to deserialize, and which unknown fields are errors.
+#[derive(Clone, Copy)]
+pub(crate) struct De<'de, 'a> {
+    node: &'de Node<'a>,
+    strictness: Strictness,
+}
+
+impl<'de, 'a> De<'de, 'a> {
+    pub fn new(node: &'de Node<'a>, strictness: Strictness) -> Self {
+        Self { node, strictness }
+    }
+
+    fn child(self, node: &'de Node<'a>) -> Self {
+        Self { node, ..self }
+    }
+
+    fn strict_in(self, struct_name: &str) -> bool {
+        self.strictness == Strictness::All || struct_name == "ObjectMeta"
+    }
+}
+
+impl<'de, 'a: 'de> de::Deserializer<'de> for De<'de, 'a> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match &self.resolved().value {
+        match &self.node.resolved().value {
             Value::Null => visitor.visit_unit(),
             Value::Bool(b) => visitor.visit_bool(*b),
             Value::Int(i) => visitor.visit_i64(*i),
             Value::UInt(u) => visitor.visit_u64(*u),
             Value::Float(f) => visitor.visit_f64(*f),
             Value::Str(s) => visitor.visit_str(s),
-            Value::Seq(items) => visitor.visit_seq(Seq(items.iter())),
+            Value::Seq(items) => visitor.visit_seq(Seq {
+                items: items.iter(),
+                de: self,
+            }),
             Value::Map(entries) => visitor.visit_map(Map {
                 entries: entries.iter(),
                 value: None,
+                de: self,
             }),
             // `resolved` never returns an alias.
             Value::Shared(_) => Err(de::Error::custom("unresolved alias")),
@@ -44,7 +115,7 @@ impl<'de, 'a: 'de> de::Deserializer<'de> for &'de Node<'a> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self.resolved().value {
+        match self.node.resolved().value {
             Value::Null => visitor.visit_none(),
             _ => visitor.visit_some(self),
         }
@@ -58,13 +129,34 @@ impl<'de, 'a: 'de> de::Deserializer<'de> for &'de Node<'a> {
         visitor.visit_newtype_struct(self)
     }
 
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        let de = match self.strict_in(name) {
+            true => Self {
+                strictness: Strictness::All,
+                ..self
+            },
+            false => self,
+        };
+        if let (Value::Map(entries), Strictness::All) = (&self.node.resolved().value, de.strictness)
+            && let Some(entry) = entries.iter().find(|e| !fields.contains(&e.key.as_ref()))
+        {
+            return Err(Error::unknown(&entry.key, fields));
+        }
+        de.deserialize_any(visitor)
+    }
+
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         _name: &'static str,
         _variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        match &self.resolved().value {
+        match &self.node.resolved().value {
             Value::Str(s) => visitor.visit_enum(s.as_ref().into_deserializer()),
             _ => Err(de::Error::custom(
                 "expected a string naming an enum variant",
@@ -78,11 +170,14 @@ impl<'de, 'a: 'de> de::Deserializer<'de> for &'de Node<'a> {
 
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier
     }
 }
 
-struct Seq<'de, 'a>(std::slice::Iter<'de, Node<'a>>);
+struct Seq<'de, 'a> {
+    items: std::slice::Iter<'de, Node<'a>>,
+    de: De<'de, 'a>,
+}
 
 impl<'de, 'a: 'de> de::SeqAccess<'de> for Seq<'de, 'a> {
     type Error = Error;
@@ -91,17 +186,22 @@ impl<'de, 'a: 'de> de::SeqAccess<'de> for Seq<'de, 'a> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, Error> {
-        self.0.next().map(|node| seed.deserialize(node)).transpose()
+        let de = self.de;
+        self.items
+            .next()
+            .map(|node| seed.deserialize(de.child(node)))
+            .transpose()
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.0.len())
+        Some(self.items.len())
     }
 }
 
 struct Map<'de, 'a> {
     entries: std::slice::Iter<'de, Entry<'a>>,
     value: Option<&'de Node<'a>>,
+    de: De<'de, 'a>,
 }
 
 impl<'de, 'a: 'de> de::MapAccess<'de> for Map<'de, 'a> {
@@ -121,7 +221,7 @@ impl<'de, 'a: 'de> de::MapAccess<'de> for Map<'de, 'a> {
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
         match self.value.take() {
-            Some(node) => seed.deserialize(node),
+            Some(node) => seed.deserialize(self.de.child(node)),
             None => Err(de::Error::custom("value requested before its key")),
         }
     }
@@ -133,6 +233,7 @@ impl<'de, 'a: 'de> de::MapAccess<'de> for Map<'de, 'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::{De, Strictness};
     use crate::yaml::{Node, parse_piece};
     use serde::Deserialize;
     use std::collections::BTreeMap;
@@ -157,7 +258,7 @@ mod tests {
     fn deserializes_structs_options_maps_and_aliases() {
         let got: Sample = with_root(
             "name: web\ncount: null\nlabels: &l {a: b}\nitems: [1, 2]\nextra: *l\n",
-            |root| Sample::deserialize(root).expect("valid"),
+            |root| Sample::deserialize(De::new(root, Strictness::Metadata)).expect("valid"),
         );
         assert_eq!(
             got,
@@ -173,11 +274,12 @@ mod tests {
     #[test]
     fn type_errors_name_what_was_expected() {
         let err = with_root("name: 5\nlabels: {}\nitems: []\n", |root| {
-            Sample::deserialize(root).expect_err("name is not a string")
+            Sample::deserialize(De::new(root, Strictness::Metadata))
+                .expect_err("name is not a string")
         });
         assert!(err.to_string().contains("expected a string"), "{err}");
         let err = with_root("name: a\nlabels: {}\nitems: [70000]\n", |root| {
-            Sample::deserialize(root).expect_err("out of range")
+            Sample::deserialize(De::new(root, Strictness::Metadata)).expect_err("out of range")
         });
         assert!(err.to_string().contains("u16"), "{err}");
     }

@@ -27,6 +27,7 @@ mod names;
 mod objects;
 mod path;
 mod policy;
+mod suggest;
 mod typed;
 mod yaml;
 
@@ -36,6 +37,7 @@ use palisade_engine::Cluster;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+pub use suggest::nearest;
 pub use typed::Objects;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,7 +2,10 @@
 //! k8s-openapi types, and what the engine needs from each kind.
 
 use crate::collect::{Batch, EndpointInfo, Owner, Record};
+use crate::de::De;
+use crate::de::Strictness::{self, All, Metadata};
 use crate::path::{FieldPath, Problems};
+use crate::suggest::nearest;
 use crate::yaml::{Node, Pos, Value};
 use crate::{ClusterNode, Diagnostic, LoadOptions, Origin, Severity, names, policy};
 use k8s_openapi::api::apps::v1 as apps;
@@ -117,6 +120,11 @@ fn load_object(
     let known = KINDS.iter().find(|(k, _)| *k == kind);
     let Some(&(kind, expected)) = known.filter(|_| api_version.is_none_or(is_kubernetes_group))
     else {
+        if let Some(meant) = misspelled_kind(kind, api_version) {
+            let pos = FieldPath::new("kind").locate(node);
+            let message = format!("unknown kind {kind:?}; did you mean {meant:?}?");
+            return src.error(batch, pos, Some("kind"), &message);
+        }
         // Same-named kinds of other API groups are other resources (Calico's NetworkPolicy in
         // projectcalico.org/v3): skipped, and told apart from ours.
         let name = match (known, api_version) {
@@ -138,12 +146,25 @@ fn load_object(
         return;
     }
     match kind {
-        "Namespace" => ctx.decode(batch).map(|o| namespace(&ctx, o, batch)),
-        "Node" => ctx.decode(batch).map(|o| cluster_node(&ctx, o, batch)),
-        "Pod" => ctx.decode(batch).map(|o| pod(&ctx, o, batch)),
-        "NetworkPolicy" => ctx.decode(batch).map(|o| policy(&ctx, o, batch)),
+        "Namespace" => ctx
+            .decode(Metadata, batch)
+            .map(|o| namespace(&ctx, o, batch)),
+        "Node" => ctx
+            .decode(Metadata, batch)
+            .map(|o| cluster_node(&ctx, o, batch)),
+        "Pod" => ctx.decode(Metadata, batch).map(|o| pod(&ctx, o, batch)),
+        "NetworkPolicy" => ctx.decode(All, batch).map(|o| policy(&ctx, o, batch)),
         _ => decode_workload(&ctx, batch).map(|o| workload(&ctx, o, batch)),
     };
+}
+
+/// The kind we read that `kind` is a misspelling of, when it is in that kind's apiVersion (or
+/// has none): skipping a `NetworkPolicyy` would silently drop a policy. Real kinds of the same
+/// groups are never this close to ours.
+fn misspelled_kind(kind: &str, api_version: Option<&str>) -> Option<&'static str> {
+    let meant = nearest(kind, KINDS.iter().map(|(k, _)| *k))?;
+    let expected = KINDS.iter().find(|(k, _)| *k == meant)?.1;
+    api_version.is_none_or(|v| v == expected).then_some(meant)
 }
 
 /// Whether `api_version` belongs to an API group of Kubernetes itself (core, `apps`,
@@ -250,18 +271,24 @@ impl<'c, 'a> Ctx<'c, 'a> {
         self.src.origin(path.locate(self.root))
     }
 
-    /// Deserializes the whole object; a type error anywhere leaves it out, as upstream.
-    fn decode<T: DeserializeOwned>(&self, batch: &mut Batch) -> Option<T> {
-        if let Ok(value) = T::deserialize(self.root) {
+    /// Deserializes the whole object; a type error anywhere, or a field its type does not have
+    /// where `strictness` says so, leaves it out, as the API server's strict validation does.
+    fn decode<T: DeserializeOwned>(&self, strictness: Strictness, batch: &mut Batch) -> Option<T> {
+        let root = De::new(self.root, strictness);
+        if let Ok(value) = T::deserialize(root) {
             return Some(value);
         }
         // Rare, so only now pay for tracking the path.
-        match serde_path_to_error::deserialize::<_, T>(self.root) {
+        match serde_path_to_error::deserialize::<_, T>(root) {
             Ok(value) => Some(value),
             Err(err) => {
                 let mut problems = Problems::default();
-                let path = FieldPath::from_serde(err.path());
-                problems.error(path, err.into_inner().to_string());
+                let mut path = FieldPath::from_serde(err.path());
+                let err = err.into_inner();
+                if let Some(field) = err.unknown_field() {
+                    path = path.child(field);
+                }
+                problems.error(path, err.to_string());
                 self.report(problems, batch);
                 None
             }
@@ -432,36 +459,36 @@ fn decode_workload(ctx: &Ctx<'_, '_>, batch: &mut Batch) -> Option<Workload> {
     };
     Some(match ctx.kind {
         "Deployment" => {
-            let d: apps::Deployment = ctx.decode(batch)?;
+            let d: apps::Deployment = ctx.decode(Metadata, batch)?;
             let spec = d.spec.unwrap_or_default();
             workload(d.metadata, Some(spec.template), spec.replicas)
         }
         "ReplicaSet" => {
-            let r: apps::ReplicaSet = ctx.decode(batch)?;
+            let r: apps::ReplicaSet = ctx.decode(Metadata, batch)?;
             let spec = r.spec.unwrap_or_default();
             workload(r.metadata, spec.template, spec.replicas)
         }
         "StatefulSet" => {
-            let s: apps::StatefulSet = ctx.decode(batch)?;
+            let s: apps::StatefulSet = ctx.decode(Metadata, batch)?;
             let spec = s.spec.unwrap_or_default();
             workload(s.metadata, Some(spec.template), spec.replicas)
         }
         "ReplicationController" => {
-            let r: core::ReplicationController = ctx.decode(batch)?;
+            let r: core::ReplicationController = ctx.decode(Metadata, batch)?;
             let spec = r.spec.unwrap_or_default();
             workload(r.metadata, spec.template, spec.replicas)
         }
         // One endpoint stands for a DaemonSet's pods on every node, and for a Job's.
         "DaemonSet" => {
-            let d: apps::DaemonSet = ctx.decode(batch)?;
+            let d: apps::DaemonSet = ctx.decode(Metadata, batch)?;
             workload(d.metadata, d.spec.map(|s| s.template), None)
         }
         "Job" => {
-            let j: batch::Job = ctx.decode(batch)?;
+            let j: batch::Job = ctx.decode(Metadata, batch)?;
             workload(j.metadata, j.spec.map(|s| s.template), None)
         }
         "CronJob" => {
-            let c: batch::CronJob = ctx.decode(batch)?;
+            let c: batch::CronJob = ctx.decode(Metadata, batch)?;
             let template = c.spec.and_then(|s| s.job_template.spec).map(|s| s.template);
             Workload {
                 metadata: c.metadata,

@@ -28,6 +28,43 @@ fn errors(loaded: &Loaded) -> Vec<&Diagnostic> {
 fn each_rule_reports_its_field_and_line() {
     // (rule, spec body from line 7, field path, line, part of the message)
     let table: &[(&str, &str, &str, usize, &str)] = &[
+        // A misspelled field is an error, not a skip: `fromm` would make the rule admit every
+        // source, `portz` every port, `egres` deny all egress.
+        (
+            "unknown field in a rule",
+            "  podSelector: {}\n  ingress:\n  - fromm:\n    - podSelector: {}\n",
+            "spec.ingress[0].fromm",
+            9,
+            "unknown field \"fromm\"; did you mean \"from\"?",
+        ),
+        (
+            "unknown field beside a known one",
+            "  podSelector: {}\n  ingress:\n  - from:\n    - podSelector: {}\n    portz:\n    - port: 80\n",
+            "spec.ingress[0].portz",
+            11,
+            "did you mean \"ports\"?",
+        ),
+        (
+            "unknown field in the spec",
+            "  podSelector: {}\n  egres:\n  - {}\n",
+            "spec.egres",
+            8,
+            "did you mean \"egress\"?",
+        ),
+        (
+            "unknown field in a selector",
+            "  podSelector:\n    matchLabel: {app: web}\n",
+            "spec.podSelector.matchLabel",
+            8,
+            "did you mean \"matchLabels\"?",
+        ),
+        (
+            "unknown field far from every known one",
+            "  podSelector: {}\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8, exclude: [10.1.0.0/16]}\n",
+            "spec.ingress[0].from[0].ipBlock.exclude",
+            10,
+            "expected one of \"cidr\", \"except\"",
+        ),
         (
             "matchLabels key syntax",
             "  podSelector:\n    matchLabels:\n      -app: web\n",
@@ -467,6 +504,63 @@ fn sloppy_cidrs_load_with_a_warning() {
     };
     assert_eq!(block.cidr.to_string(), "10.0.0.0/8");
     assert_eq!(block.except[0].to_string(), "10.1.0.0/16");
+}
+
+#[test]
+fn misspelled_metadata_and_kinds_are_errors_other_fields_of_other_kinds_are_not() {
+    // (document, field, line, message); each is left out, the pod after it loads.
+    let table: &[(&str, &str, usize, &str)] = &[
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: db\n  lables: {app: db}\n",
+            "metadata.lables",
+            5,
+            "did you mean \"labels\"?",
+        ),
+        (
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata:\n      label: {app: db}\n    spec: {containers: [{name: c}]}\n",
+            "spec.template.metadata.label",
+            8,
+            "did you mean \"labels\"?",
+        ),
+        (
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\n  labelz: {team: a}\n",
+            "metadata.labelz",
+            5,
+            "did you mean \"labels\"?",
+        ),
+        (
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicyy\nmetadata: {name: deny}\nspec: {podSelector: {}}\n",
+            "kind",
+            2,
+            "unknown kind \"NetworkPolicyy\"; did you mean \"NetworkPolicy\"?",
+        ),
+        (
+            "kind: networkpolicy\nmetadata: {name: deny}\n",
+            "kind",
+            1,
+            "did you mean \"NetworkPolicy\"?",
+        ),
+    ];
+    let good = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: c}]\n  someFutureField: true\n";
+    for (text, field, line, message) in table {
+        let loaded = load(&format!("{text}{good}"));
+        let errs = errors(&loaded);
+        assert_eq!(errs.len(), 1, "{text}: {:#?}", loaded.diagnostics);
+        assert_eq!(errs[0].field.as_deref(), Some(*field), "{text}");
+        assert_eq!(errs[0].origin.line, *line, "{text}");
+        assert!(errs[0].message.contains(message), "{text}: {}", errs[0]);
+        let names: Vec<&str> = loaded
+            .cluster
+            .endpoints
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["web"], "{text}");
+        assert!(loaded.cluster.policies.is_empty(), "{text}");
+    }
+    // Kinds near ours in other groups are other resources: skipped, as before.
+    let role = load("apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: r}\n");
+    assert!(role.diagnostics.is_empty(), "{:#?}", role.diagnostics);
 }
 
 #[test]

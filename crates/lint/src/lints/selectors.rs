@@ -8,6 +8,7 @@ use palisade_engine::{
     Direction, EndpointId, LabelSelector, Labels, Namespace, NamespaceScope, NetworkPolicy,
     Operator, Peer, PolicyId, PortRef, Protocol, Rule, Subject,
 };
+use palisade_manifest::nearest;
 use std::collections::BTreeSet;
 
 /// Ports that almost always mean "some service on the internet" in an egress rule.
@@ -321,16 +322,6 @@ fn selector_hints(selector: &LabelSelector, candidates: &[&Labels], noun: &str) 
         });
     }
     hints
-}
-
-/// The closest candidate within a third of the wanted text's length (at least 2 edits).
-fn nearest<'a>(wanted: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (wanted.chars().count() / 3).max(2);
-    candidates
-        .map(|c| (strsim::levenshtein(wanted, c), c))
-        .filter(|&(d, _)| d <= limit)
-        .min()
-        .map(|(_, c)| c)
 }
 
 #[cfg(test)]
