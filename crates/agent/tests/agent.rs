@@ -137,8 +137,9 @@ fn metrics(node: &Node, addr: SocketAddr) -> String {
 
 #[test]
 fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
-    if !palisade_dataplane::can_run_root_tests() {
-        eprintln!("skipping: needs root and nft");
+    if !palisade_dataplane::root_tests_possible(
+        "agent_enforces_watches_revokes_records_and_survives_a_restart",
+    ) {
         return;
     }
     let node = Node::new(&[vec![ip(WEB)], vec![ip(DB)], vec![ip(PROBE)]]);

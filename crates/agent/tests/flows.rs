@@ -93,8 +93,7 @@ fn has(
 
 #[test]
 fn kernel_verdicts_become_records_with_policies() {
-    if !palisade_dataplane::can_run_root_tests() {
-        eprintln!("skipping: needs root and nft");
+    if !palisade_dataplane::root_tests_possible("kernel_verdicts_become_records_with_policies") {
         return;
     }
     // probe → web:80 allowed both sides; probe → db:5432 denied by probe's egress; web → db
@@ -179,8 +178,8 @@ fn kernel_verdicts_become_records_with_policies() {
 
 #[test]
 fn audit_mode_accepts_and_records_what_it_would_drop() {
-    if !palisade_dataplane::can_run_root_tests() {
-        eprintln!("skipping: needs root and nft");
+    if !palisade_dataplane::root_tests_possible("audit_mode_accepts_and_records_what_it_would_drop")
+    {
         return;
     }
     let (records, opened) = logged(true, &[("10.2.0.1", "10.1.0.2", 5432)]);

@@ -112,6 +112,13 @@ fn resolve(analysis: &Analysis, text: &str) -> anyhow::Result<Subject> {
     if let Some(id) = analysis.find_endpoint(text) {
         return Ok(Subject::Endpoint(id));
     }
+    // Names have a `/` and letters; digits and dots (or colons) alone were meant as an address.
+    let address_like = |c: char| c.is_ascii_digit() || c == '.';
+    if (text.contains('.') && text.chars().all(address_like))
+        || (text.contains(':') && !text.contains('/'))
+    {
+        bail!("{text:?} is not a valid IP address");
+    }
     let known: Vec<String> = analysis
         .cluster()
         .endpoints

@@ -58,6 +58,16 @@ pub fn read(paths: &[PathBuf], cluster: &ClusterArgs, namespace: &str) -> anyhow
     Ok(loaded)
 }
 
+/// Manifests that hold nothing at all (an empty directory, empty stdin) are an error, as for
+/// `kubectl apply`: an empty answer would look like a cluster where nothing is isolated.
+pub fn refuse_empty(loaded: &Loaded, paths: &[PathBuf]) -> anyhow::Result<()> {
+    if !paths.is_empty() && loaded.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        bail!("no Kubernetes objects in {}", shown.join(", "));
+    }
+    Ok(())
+}
+
 /// Loads manifest files; a path that does not exist is an error, not an empty input.
 pub fn read_files(paths: &[PathBuf], options: &LoadOptions) -> anyhow::Result<Loaded> {
     if let Some(missing) = paths
@@ -103,6 +113,7 @@ pub fn load(
     let started = std::time::Instant::now();
     let mut loaded = read(paths, cluster, namespace)?;
     report(&loaded, "");
+    refuse_empty(&loaded, paths)?;
     tracing::info!(elapsed = ?started.elapsed(), endpoints = loaded.cluster.endpoints.len(), "loaded");
     progress.step("indexing policies");
     let had_errors = loaded.has_errors();

@@ -31,6 +31,7 @@ pub fn run_lint(
 ) -> anyhow::Result<ExitCode> {
     // The loader's diagnostics are findings of their own: not printed twice.
     let loaded = input::read(&command.args.paths, &command.cluster, namespace)?;
+    input::refuse_empty(&loaded, &command.args.paths)?;
     Ok(palisade_lint::report_lint(&command.args, &loaded, out)?)
 }
 
@@ -42,6 +43,7 @@ pub fn run_diff(
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
     let paths = &command.args.paths;
+    let mut input_errors = false;
     let (old, new) = if command.cluster.named() {
         let live = input::read(&[], &command.cluster, namespace)?;
         input::report(&live, "OLD (the cluster): ");
@@ -50,6 +52,7 @@ pub fn run_diff(
         };
         let manifests = input::read_files(paths, &options)?;
         input::report(&manifests, "NEW (applied): ");
+        input_errors = live.has_errors() || manifests.has_errors();
         let mut applied = live.clone();
         applied.apply(manifests);
         (live.cluster, applied.cluster)
@@ -61,10 +64,20 @@ pub fn run_diff(
         for (side, path) in [("OLD: ", old), ("NEW: ", new)] {
             let loaded = input::read(std::slice::from_ref(path), &command.cluster, namespace)?;
             input::report(&loaded, side);
+            if loaded.is_empty() {
+                eprintln!("{side}warning: no Kubernetes objects in {}", path.display());
+            }
+            input_errors |= loaded.has_errors();
             sides.push(loaded.cluster);
         }
         let new = sides.pop().unwrap_or_default();
         (sides.pop().unwrap_or_default(), new)
     };
-    Ok(palisade_lint::report_diff(&command.args, old, new, out)?)
+    Ok(palisade_lint::report_diff(
+        &command.args,
+        old,
+        new,
+        input_errors,
+        out,
+    )?)
 }

@@ -47,8 +47,8 @@ fn can_run() -> bool {
         .is_ok_and(|o| o.status.success());
     let go = Command::new("go").arg("version").output().is_ok();
     if !(cached || go) {
-        eprintln!(
-            "SKIPPED: the lab tests on the API server need a kube-apiserver (no Go toolchain to build one)"
+        palisade_dataplane::say_skipped(
+            "the lab tests on the API server need a kube-apiserver (no Go toolchain to build one)",
         );
     }
     cached || go

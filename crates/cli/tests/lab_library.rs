@@ -371,7 +371,7 @@ fn assert_sealed(name: &str) {
 #[test]
 fn prober_sees_what_a_node_drops_and_the_lab_is_sealed() {
     if !can_run() || Command::new("nft").arg("-v").output().is_err() {
-        eprintln!("SKIPPED: needs nft");
+        palisade_dataplane::say_skipped("needs nft");
         return;
     }
     let name = "t-drop";
@@ -444,7 +444,7 @@ fn sctp_pod(ns: &str, name: &str) -> String {
 #[test]
 fn agents_enforce_exactly_the_analysis() {
     if !can_run() || Command::new("nft").arg("-v").output().is_err() {
-        eprintln!("SKIPPED: needs nft");
+        palisade_dataplane::say_skipped("needs nft");
         return;
     }
     let sctp_dir = std::env::temp_dir().join(format!("palisade-lab-sctp-{}", std::process::id()));

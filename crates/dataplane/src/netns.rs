@@ -72,3 +72,19 @@ pub fn can_run_root_tests() -> bool {
     let nft = Runner::here().run("nft", &["--version"], None).is_ok();
     root && nft
 }
+
+/// For a root-only test: whether it can run here; when not, says SKIPPED (naming `what`).
+pub fn root_tests_possible(what: &str) -> bool {
+    let possible = can_run_root_tests();
+    if !possible {
+        say_skipped(&format!("{what} needs root and nft"));
+    }
+    possible
+}
+
+/// `SKIPPED: …` on the terminal. Written to stderr itself: the test harness captures only
+/// `eprintln!`, and would show a skipped test as a bare `ok`.
+pub fn say_skipped(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {message}");
+}

@@ -11,11 +11,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 fn skip() -> bool {
-    if palisade_dataplane::can_run_root_tests() {
-        return false;
-    }
-    eprintln!("skipping: needs root and nft");
-    true
+    !palisade_dataplane::root_tests_possible("the enforcement tests")
 }
 
 fn shop_node(analysis: &Analysis) -> Node {

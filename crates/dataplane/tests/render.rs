@@ -155,8 +155,7 @@ fn counts_match_the_table() {
 /// the kernel part): run in a fresh namespace so nothing touches the machine's own.
 #[test]
 fn nft_accepts_the_rendered_tables() {
-    if !palisade_dataplane::can_run_root_tests() {
-        eprintln!("skipping: needs root and nft");
+    if !palisade_dataplane::root_tests_possible("nft_accepts_the_rendered_tables") {
         return;
     }
     let ns = palisade_dataplane::Netns::create("palisade-t").unwrap();

@@ -3,8 +3,8 @@
 //! every selector of the cluster.
 
 use crate::model::{
-    Cluster, Direction, Endpoint, IpBlock, Namespace, NamespaceScope, NetworkPolicy, Peer, PortRef,
-    PortRule, Rule,
+    Cluster, Direction, Endpoint, EndpointKind, IpBlock, Namespace, NamespaceScope, NetworkPolicy,
+    Peer, PortRef, PortRule, Rule,
 };
 use crate::ports::{PortSet, Protocol};
 use crate::selector::Labels;
@@ -301,20 +301,26 @@ impl Analysis {
             .map(|&i| &self.cluster.namespaces[i])
     }
 
-    /// Finds an endpoint by `ns/pod`, `ns/kind/name`, or by one of its IP addresses.
+    /// Finds an endpoint by `ns/pod`, `ns/kind/name`, or `ns/name` of a workload.
     pub fn find_endpoint(&self, name: &str) -> Option<EndpointId> {
         if let Some(&id) = self.endpoint_by_name.get(name) {
             return Some(id);
         }
-        if let Some((ns, rest)) = name.split_once('/')
-            && let Some((kind, workload)) = rest.split_once('/')
-        {
+        let (ns, rest) = name.split_once('/')?;
+        if let Some((kind, workload)) = rest.split_once('/') {
             return self
                 .endpoint_by_name
                 .get(&format!("{ns}/{}/{workload}", kind.to_lowercase()))
                 .copied();
         }
-        None
+        // `ns/name` of a workload, as the matrix shows it, when no other workload there has it.
+        let mut workloads = self.cluster.endpoints.iter().enumerate().filter(|(_, e)| {
+            matches!(e.kind, EndpointKind::Workload { .. }) && e.namespace == ns && e.name == rest
+        });
+        match (workloads.next(), workloads.next()) {
+            (Some((id, _)), None) => Some(id),
+            _ => None,
+        }
     }
 
     /// An address that belongs to an endpoint is that endpoint; any other is outside.

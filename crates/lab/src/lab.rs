@@ -623,8 +623,8 @@ pub fn down(state_root: &Path, name: &str) -> Result<DownReport, LabError> {
             source: e,
         })?;
     }
-    // The root holds only lab directories; removing it when empty leaves no trace.
-    let _ = std::fs::remove_dir(state_root);
+    // The root itself stays: removed when empty, it could vanish under a lab another process
+    // is creating in it at that moment.
     if namespaces.is_empty() && !had_state {
         return Err(LabError::NoSuchLab(name.to_string()));
     }

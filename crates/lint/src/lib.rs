@@ -125,12 +125,18 @@ pub fn report_lint(
         FailOn::Never => None,
     };
     let fails = threshold.is_some_and(|t| findings.iter().any(|f| f.severity >= t));
-    Ok(if fails {
+    Ok(if loaded.has_errors() {
+        ExitCode::from(EXIT_INPUT_ERRORS)
+    } else if fails {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
 }
+
+/// The exit status when the input had errors (as every command of the CLI): above 1, which
+/// means findings (`lint`) or changes (`diff --exit-code`).
+pub const EXIT_INPUT_ERRORS: u8 = 2;
 
 /// Loads both sides, compares them and reports. Loader diagnostics go to stderr, as for every
 /// command; the comparison covers what loaded.
@@ -145,32 +151,51 @@ pub fn run_diff(
         ));
     };
     let mut sides = Vec::new();
+    let mut input_errors = false;
     for (side, path) in [("OLD", old), ("NEW", new)] {
         let loaded = load(std::slice::from_ref(path), namespace)?;
         for diagnostic in &loaded.diagnostics {
             eprintln!("{side}: {diagnostic}");
         }
+        input_errors |= loaded.has_errors();
         sides.push(loaded.cluster);
     }
     let new = sides.pop().unwrap_or_default();
     let old = sides.pop().unwrap_or_default();
-    report_diff(args, old, new, out)
+    report_diff(args, old, new, input_errors, out)
 }
 
-/// Compares two clusters (from files or a live one) and reports as `args` say.
+/// Compares two clusters (from files or a live one) and reports as `args` say. With
+/// `input_errors` (objects left out of either side) the report says so and the exit status
+/// is 2, whatever changed: the comparison covers only what loaded.
 pub fn report_diff(
     args: &DiffArgs,
     old: Cluster,
     new: Cluster,
+    input_errors: bool,
     out: &mut dyn Write,
 ) -> Result<ExitCode, LintError> {
     let result = diff(&Analysis::new(old), &Analysis::new(new));
     match args.output {
         DiffFormat::Text => diff_report::write_text(&result, out, use_color(args.color))?,
-        DiffFormat::Json => write_json(out, &serde_json::to_value(&result)?)?,
-        DiffFormat::Md => diff_report::write_markdown(&result, out)?,
+        DiffFormat::Json => {
+            let mut json = serde_json::to_value(&result)?;
+            json["input_errors"] = input_errors.into();
+            write_json(out, &json)?
+        }
+        DiffFormat::Md => {
+            if input_errors {
+                writeln!(
+                    out,
+                    "> **Input errors**: some objects could not be read and are left out of this comparison.\n"
+                )?;
+            }
+            diff_report::write_markdown(&result, out)?
+        }
     }
-    Ok(if args.exit_code && result.changes_connectivity() {
+    Ok(if input_errors {
+        ExitCode::from(EXIT_INPUT_ERRORS)
+    } else if args.exit_code && result.changes_connectivity() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -122,6 +122,7 @@ impl Batch {
             &mut self.diagnostics,
         );
         let endpoints = fold_owned(endpoints);
+        warn_shared_addresses(&endpoints, &mut self.diagnostics);
         let nodes = first_of_each(
             std::mem::take(&mut self.nodes),
             |n| n.item.name.clone(),
@@ -174,6 +175,40 @@ pub(crate) fn object_label(endpoint: &Endpoint) -> String {
         EndpointKind::Workload { kind } => kind,
     };
     format!("{kind} {}/{}", endpoint.namespace, endpoint.name)
+}
+
+/// Two pods with one address (stale manifests, a copied status) make every answer about that
+/// address depend on which came first: a warning at the later one. hostNetwork pods share
+/// their node's address by design.
+fn warn_shared_addresses(
+    endpoints: &[Record<EndpointInfo>],
+    diagnostics: &mut Vec<(usize, Diagnostic)>,
+) {
+    let mut first: HashMap<std::net::IpAddr, &Record<EndpointInfo>> = HashMap::new();
+    for record in endpoints {
+        let endpoint = &record.item.endpoint;
+        if endpoint.host_network {
+            continue;
+        }
+        for &ip in &endpoint.ips {
+            let Some(earlier) = first.get(&ip) else {
+                first.insert(ip, record);
+                continue;
+            };
+            let diagnostic = Diagnostic {
+                severity: Severity::Warning,
+                origin: record.origin.clone(),
+                object: Some(object_label(endpoint)),
+                field: Some("status.podIPs".to_string()),
+                message: format!(
+                    "{ip} is also the address of {} ({}): `check {ip}` answers for that one",
+                    object_label(&earlier.item.endpoint),
+                    earlier.origin
+                ),
+            };
+            diagnostics.push((record.file_index, diagnostic));
+        }
+    }
 }
 
 /// Keeps the first object of each identity; later ones are errors, as creating them would be.

@@ -30,7 +30,16 @@ pub(crate) fn read_all(paths: &[PathBuf], batch: &mut Batch) -> Vec<Text> {
     for path in paths {
         if path.as_os_str() == "-" {
             let mut bytes = Vec::new();
-            match std::io::stdin().read_to_end(&mut bytes) {
+            match std::io::stdin()
+                .take(MAX_FILE_BYTES + 1)
+                .read_to_end(&mut bytes)
+            {
+                Ok(_) if bytes.len() as u64 > MAX_FILE_BYTES => fail(
+                    batch,
+                    texts.len(),
+                    STDIN_NAME,
+                    format!("larger than {} MiB; skipped", MAX_FILE_BYTES >> 20),
+                ),
                 Ok(_) => push_text(STDIN_NAME.to_string(), bytes, &mut texts, batch),
                 Err(err) => fail(
                     batch,
@@ -128,11 +137,57 @@ fn first_visit(path: &Path, visited: &mut HashSet<PathBuf>) -> bool {
     }
 }
 
+/// A file larger than this is refused: parsing takes many times its size in memory, and no
+/// cluster's manifests need one this large (100k pods as one list are about 40 MiB).
+pub(crate) const MAX_FILE_BYTES: u64 = 256 << 20;
+
 fn read_file(path: &Path, texts: &mut Vec<Text>, batch: &mut Batch) {
     let name = path.display().to_string();
-    match std::fs::read(path) {
+    match read_regular_file(path) {
         Ok(bytes) => push_text(name, bytes, texts, batch),
-        Err(err) => fail(batch, texts.len(), &name, format!("cannot read: {err}")),
+        Err(message) => fail(batch, texts.len(), &name, message),
+    }
+}
+
+/// The bytes of a regular file (through symlinks), at most [`MAX_FILE_BYTES`]. Anything else
+/// is refused before it is opened: a FIFO would block every command until a writer came, a
+/// device (`/dev/zero`) would be read until memory ran out.
+fn read_regular_file(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|err| format!("cannot read: {err}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "not a regular file ({}); skipped",
+            file_kind(&meta.file_type())
+        ));
+    }
+    let too_large = || format!("larger than {} MiB; skipped", MAX_FILE_BYTES >> 20);
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let file = std::fs::File::open(path).map_err(|err| format!("cannot read: {err}"))?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or_default());
+    // The file may grow after the check.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| format!("cannot read: {err}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
     }
 }
 

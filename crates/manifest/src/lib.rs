@@ -147,6 +147,17 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// Nothing was read: no object, nothing skipped, no problem (an empty directory or stdin).
+    pub fn is_empty(&self) -> bool {
+        let cluster = &self.cluster;
+        cluster.namespaces.is_empty()
+            && cluster.endpoints.is_empty()
+            && cluster.policies.is_empty()
+            && self.nodes.is_empty()
+            && self.skipped_kinds.is_empty()
+            && self.diagnostics.is_empty()
+    }
+
     pub fn has_errors(&self) -> bool {
         self.diagnostics
             .iter()

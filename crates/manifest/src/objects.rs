@@ -366,8 +366,10 @@ pub(crate) fn namespace(ctx: &impl Place, ns: core::Namespace, batch: &mut Batch
             names::dns1123_label(&name),
         );
     }
+    let labels = ns.metadata.labels.unwrap_or_default();
+    policy::check_labels(&labels, &metadata_labels(), &mut problems);
     if ctx.report(problems, batch) {
-        let namespace = Namespace::new(name, ns.metadata.labels.unwrap_or_default());
+        let namespace = Namespace::new(name, labels);
         batch.namespaces.push(ctx.record(namespace));
     }
 }
@@ -520,6 +522,8 @@ fn workload(ctx: &Ctx<'_, '_>, workload: Workload, batch: &mut Batch) {
     };
     let template = workload.template.unwrap_or_default();
     let labels = template.metadata.and_then(|m| m.labels).unwrap_or_default();
+    let template_labels = workload.template_path.child("metadata").child("labels");
+    policy::check_labels(&labels, &template_labels, &mut problems);
     let mut endpoint = Endpoint::pod(ctx.namespace().to_string(), name, labels);
     endpoint.kind = EndpointKind::Workload {
         kind: ctx.kind.to_string(),
@@ -533,13 +537,22 @@ fn workload(ctx: &Ctx<'_, '_>, workload: Workload, batch: &mut Batch) {
     finish_endpoint(ctx, endpoint, workload.metadata, problems, batch);
 }
 
+/// `metadata.labels`: invalid ones are refused as the API server refuses them (a selector could
+/// never match them as written).
+fn metadata_labels() -> FieldPath {
+    FieldPath::new("metadata").child("labels")
+}
+
 fn finish_endpoint(
     ctx: &impl Place,
     mut endpoint: Endpoint,
     metadata: ObjectMeta,
-    problems: Problems,
+    mut problems: Problems,
     batch: &mut Batch,
 ) {
+    if let Some(labels) = &metadata.labels {
+        policy::check_labels(labels, &metadata_labels(), &mut problems);
+    }
     if !ctx.report(problems, batch) {
         return;
     }

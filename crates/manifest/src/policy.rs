@@ -366,7 +366,11 @@ pub(crate) fn selector(
 }
 
 /// `ValidateLabels`: each key a qualified name, each value a label value.
-fn check_labels(labels: &BTreeMap<String, String>, path: &FieldPath, problems: &mut Problems) {
+pub(crate) fn check_labels(
+    labels: &BTreeMap<String, String>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) {
     for (key, value) in labels {
         let key_path = path.key(key);
         problems.invalid(&key_path, key, names::qualified_name(key));

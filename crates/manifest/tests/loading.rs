@@ -162,6 +162,81 @@ fn symlinks_in_directories_neither_loop_nor_load_twice() {
     assert_eq!(names(&loaded), ["default/a", "default/b"]);
 }
 
+/// A FIFO would block every command until a writer came, `/dev/zero` would be read until
+/// memory ran out, a huge file would take many times its size to parse: each is one error
+/// naming the file, and the good file beside them loads.
+#[test]
+fn fifos_devices_and_huge_files_are_refused_without_reading_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::write(
+        root.join("a.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n",
+    )
+    .expect("write");
+    let fifo = root.join("fifo.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    std::os::unix::fs::symlink("/dev/zero", root.join("zero.yaml")).expect("symlink");
+    let huge = std::fs::File::create(root.join("huge.yaml")).expect("create");
+    huge.set_len((256 << 20) + 1).expect("a sparse file");
+    let loaded = load_paths(&[root.to_path_buf()], &LoadOptions::default());
+    let errors: Vec<(String, &str)> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let file = std::path::Path::new(&d.origin.file).file_name().unwrap();
+            (file.to_string_lossy().into_owned(), d.message.as_str())
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (
+                "fifo.yaml".to_string(),
+                "not a regular file (a FIFO); skipped"
+            ),
+            ("huge.yaml".to_string(), "larger than 256 MiB; skipped"),
+            (
+                "zero.yaml".to_string(),
+                "not a regular file (a device); skipped"
+            ),
+        ]
+    );
+    assert_eq!(names(&loaded), ["default/a"]);
+}
+
+#[test]
+fn two_pods_with_one_address_are_a_warning_naming_both() {
+    let pod = |name: &str, ip: &str, host: bool| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{hostNetwork: {host}}}\nstatus: {{podIPs: [{{ip: {ip}}}]}}\n"
+        )
+    };
+    let text = [
+        pod("a", "10.0.0.1", false),
+        pod("b", "10.0.0.1", false),
+        pod("c", "10.0.0.2", false),
+        // hostNetwork pods share their node's address by design.
+        pod("h1", "192.168.0.1", true),
+        pod("h2", "192.168.0.1", true),
+    ]
+    .concat();
+    let loaded = load(&text);
+    let warnings: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let warning = &loaded.diagnostics[0];
+    assert_eq!(warning.severity, Severity::Warning);
+    assert_eq!(warning.object.as_deref(), Some("Pod default/b"));
+    assert!(
+        warning
+            .message
+            .starts_with("10.0.0.1 is also the address of Pod default/a (in.yaml:2"),
+        "{}",
+        warning.message
+    );
+    assert_eq!(names(&loaded).len(), 5);
+}
+
 #[test]
 fn explicit_files_and_missing_paths() {
     let paths = [
@@ -341,7 +416,13 @@ fn owned(kind: &str, name: &str, owner: Option<(&str, &str)>, labels: &str) -> S
         format!("  ownerReferences:\n  - {{apiVersion: apps/v1, kind: {k}, name: {n}, uid: u-{n}, controller: true}}\n")
     });
     let spec = match kind {
-        "Pod" => "spec:\n  containers: [{name: c}]\nstatus:\n  podIP: 10.0.0.1\n".to_string(),
+        "Pod" => {
+            // Each pod its own address, as a cluster gives them.
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+            let host = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + host);
+            format!("spec:\n  containers: [{{name: c}}]\nstatus:\n  podIP: {ip}\n")
+        }
         "CronJob" => "spec:\n  schedule: x\n  jobTemplate: {spec: {template: {metadata: {labels: {a: b}}}}}\n".to_string(),
         _ => "spec:\n  template:\n    metadata: {labels: {a: b}}\n".to_string(),
     };

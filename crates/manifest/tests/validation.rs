@@ -507,7 +507,7 @@ fn sloppy_cidrs_load_with_a_warning() {
 }
 
 #[test]
-fn misspelled_metadata_and_kinds_are_errors_other_fields_of_other_kinds_are_not() {
+fn misspelled_metadata_kinds_and_invalid_labels_are_errors_other_fields_are_not() {
     // (document, field, line, message); each is left out, the pod after it loads.
     let table: &[(&str, &str, usize, &str)] = &[
         (
@@ -539,6 +539,25 @@ fn misspelled_metadata_and_kinds_are_errors_other_fields_of_other_kinds_are_not(
             "kind",
             1,
             "did you mean \"NetworkPolicy\"?",
+        ),
+        // Labels the API server would refuse: no selector could match them as written.
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: db\n  labels: {app: db_}\n",
+            "metadata.labels[app]",
+            5,
+            "\"db_\"",
+        ),
+        (
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\n  labels:\n    -team: a\n",
+            "metadata.labels[-team]",
+            6,
+            "name part must consist of",
+        ),
+        (
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata:\n      labels: {app: \"db app\"}\n    spec: {containers: [{name: c}]}\n",
+            "spec.template.metadata.labels[app]",
+            8,
+            "\"db app\"",
         ),
     ];
     let good = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: c}]\n  someFutureField: true\n";

@@ -75,7 +75,9 @@ fn binaries() -> Option<PathBuf> {
 }
 
 fn skipped(what: &str) {
-    eprintln!("SKIPPED: {what} needs a kube-apiserver (no Go toolchain to build one)");
+    palisade_dataplane::say_skipped(&format!(
+        "{what} needs a kube-apiserver (no Go toolchain to build one)"
+    ));
 }
 
 impl KubeEnv {

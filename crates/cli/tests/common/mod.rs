@@ -14,9 +14,9 @@ pub fn can_run_lab(what: &str) -> bool {
     let ip = Command::new("ip").arg("-V").output().is_ok();
     let nft = Command::new("nft").arg("-v").output().is_ok();
     if !(root && ip && nft) {
-        eprintln!(
-            "SKIPPED: {what} need root, iproute2 and nft (root: {root}, ip: {ip}, nft: {nft})"
-        );
+        palisade_dataplane::say_skipped(&format!(
+            "{what} need root, iproute2 and nft (root: {root}, ip: {ip}, nft: {nft})"
+        ));
     }
     root && ip && nft
 }
