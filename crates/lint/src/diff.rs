@@ -163,6 +163,7 @@ pub fn diff(old: &Analysis, new: &Analysis) -> ConnectivityDiff {
     let matching = Matching::new(old, new);
     let (old_allowed, new_allowed) = (Allowed::new(old), Allowed::new(new));
     let causes = Causes::new(old, new, &matching);
+    let reverted = causes.reverted(old, new);
     let mut out = ConnectivityDiff {
         policy_changes: causes.policies.iter().map(|p| p.change.clone()).collect(),
         endpoints_added: matching.only_new.clone(),
@@ -171,19 +172,24 @@ pub fn diff(old: &Analysis, new: &Analysis) -> ConnectivityDiff {
     };
     let mut record = |from: Party,
                       to: Party,
-                      src: Option<usize>,
-                      dst: Option<usize>,
+                      (src, dst): (Option<usize>, Option<usize>),
+                      subjects: (Subject, Subject),
                       before: &PortSet,
                       after: &PortSet| {
         let gained = subtract(after, before);
         let lost = subtract(before, after);
-        for (ports, list) in [(gained, &mut out.added), (lost, &mut out.removed)] {
+        for (ports, list, opened) in [
+            (gained, &mut out.added, true),
+            (lost, &mut out.removed, false),
+        ] {
             if !ports.is_empty() {
+                let change = (&ports, opened);
+                let causes = causes.for_connection(src, dst, &reverted, subjects, change);
                 list.push(ConnectionChange {
                     from: from.clone(),
                     to: to.clone(),
                     ports,
-                    causes: causes.for_connection(src, dst),
+                    causes,
                 });
             }
         }
@@ -210,8 +216,8 @@ pub fn diff(old: &Analysis, new: &Analysis) -> ConnectivityDiff {
                     record(
                         matching.party(m),
                         matching.party(n),
-                        Some(m),
-                        Some(n),
+                        (Some(m), Some(n)),
+                        (matching.new_subject(m), matching.new_subject(n)),
                         &before,
                         &after,
                     );
@@ -227,8 +233,8 @@ pub fn diff(old: &Analysis, new: &Analysis) -> ConnectivityDiff {
             record(
                 matching.party(m),
                 matching.party(m),
-                Some(m),
-                Some(m),
+                (Some(m), Some(m)),
+                (matching.new_subject(m), matching.new_subject(m)),
                 &before,
                 &after,
             );
@@ -264,21 +270,23 @@ pub fn diff(old: &Analysis, new: &Analysis) -> ConnectivityDiff {
                 let outside = Party::Outside {
                     range: range.label(),
                 };
+                let address = Subject::External(range.first);
                 for &m in group {
+                    let me = matching.new_subject(m);
                     match direction {
                         Direction::Egress => record(
                             matching.party(m),
                             outside.clone(),
-                            Some(m),
-                            None,
+                            (Some(m), None),
+                            (me, address),
                             &before,
                             &after,
                         ),
                         Direction::Ingress => record(
                             outside.clone(),
                             matching.party(m),
-                            None,
-                            Some(m),
+                            (None, Some(m)),
+                            (address, me),
                             &before,
                             &after,
                         ),
@@ -360,6 +368,10 @@ impl Matching {
 }
 
 /// A changed policy and the matched endpoints it governs per direction, before or after.
+/// Changed policies beyond this are blamed by what they select, without the analyses that
+/// tell which of them decided a connection.
+const MAX_COUNTERFACTUALS: usize = 16;
+
 struct PolicyCause {
     change: ObjectChange,
     /// Indexed by `Direction` slot: 0 ingress, 1 egress.
@@ -465,19 +477,84 @@ impl Causes {
         }
     }
 
-    fn for_connection(&self, src: Option<usize>, dst: Option<usize>) -> Vec<Cause> {
+    /// For each changed policy, the new cluster with only that policy's change undone: what
+    /// decides whether a change is a cause of a connection's change when several could be.
+    /// Empty when there is one changed policy (it is the cause) or more than
+    /// [`MAX_COUNTERFACTUALS`] (each costs an analysis; blame stays by selection then).
+    fn reverted(&self, old: &Analysis, new: &Analysis) -> Vec<Analysis> {
+        if !(2..=MAX_COUNTERFACTUALS).contains(&self.policies.len()) {
+            return Vec::new();
+        }
+        let named = |a: &Analysis, name: &str| {
+            a.cluster()
+                .policies
+                .iter()
+                .find(|p| format!("NetworkPolicy {}", p.qualified_name()) == name)
+                .cloned()
+        };
+        self.policies
+            .iter()
+            .map(|cause| {
+                let name = &cause.change.object;
+                let mut cluster = new.cluster().clone();
+                cluster
+                    .policies
+                    .retain(|p| format!("NetworkPolicy {}", p.qualified_name()) != *name);
+                cluster.policies.extend(named(old, name));
+                Analysis::new(cluster)
+            })
+            .collect()
+    }
+
+    /// What changed that bears on a connection whose `ports` opened (or closed): policies
+    /// that govern its source's egress or its destination's ingress, and the ends themselves.
+    /// Of several changed policies, only those whose change alone, undone, would undo part of
+    /// this one are named (if none is, each could have done it alone: all are named).
+    fn for_connection(
+        &self,
+        src: Option<usize>,
+        dst: Option<usize>,
+        reverted: &[Analysis],
+        (from, to): (Subject, Subject),
+        (ports, opened): (&PortSet, bool),
+    ) -> Vec<Cause> {
         let mut causes = BTreeSet::new();
-        for policy in &self.policies {
-            if src.is_some_and(|s| policy.governs[1].contains(&s)) {
-                causes.insert(Cause {
-                    change: policy.change.clone(),
-                    role: Role::SourceEgress,
-                });
+        let governing: Vec<(usize, Role)> = self
+            .policies
+            .iter()
+            .enumerate()
+            .flat_map(|(i, policy)| {
+                let egress = src.is_some_and(|s| policy.governs[1].contains(&s));
+                let ingress = dst.is_some_and(|d| policy.governs[0].contains(&d));
+                [
+                    egress.then_some((i, Role::SourceEgress)),
+                    ingress.then_some((i, Role::DestinationIngress)),
+                ]
+            })
+            .flatten()
+            .collect();
+        let distinct: BTreeSet<usize> = governing.iter().map(|&(i, _)| i).collect();
+        let decisive = |i: usize| {
+            let without = reverted[i].allowed_ports(from, to);
+            // Undoing the change takes back a port opened, or gives back a port closed.
+            match opened {
+                true => !subtract(ports, &without).is_empty(),
+                false => !ports.intersection(&without).is_empty(),
             }
-            if dst.is_some_and(|d| policy.governs[0].contains(&d)) {
+        };
+        let kept: BTreeSet<usize> = match reverted.is_empty() || distinct.len() < 2 {
+            true => distinct.clone(),
+            false => {
+                let kept: BTreeSet<usize> =
+                    distinct.iter().copied().filter(|&i| decisive(i)).collect();
+                if kept.is_empty() { distinct } else { kept }
+            }
+        };
+        for (i, role) in governing {
+            if kept.contains(&i) {
                 causes.insert(Cause {
-                    change: policy.change.clone(),
-                    role: Role::DestinationIngress,
+                    change: self.policies[i].change.clone(),
+                    role,
                 });
             }
         }

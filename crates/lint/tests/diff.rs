@@ -259,6 +259,35 @@ fn rendered(result: &ConnectivityDiff) -> (String, String) {
     )
 }
 
+/// Of two changed policies that both govern a connection, only the one whose change decided
+/// it is named: web-egress (added) admits web → api:8080, so it did not take 8080 away; the
+/// port change of api-from-web did. web-egress alone cut web's other egress.
+#[test]
+fn a_change_that_did_not_decide_a_connection_is_not_its_cause() {
+    let result = compare(
+        &[DENY_INGRESS, &allow_web_to_api("{port: 8080}")],
+        &[
+            DENY_INGRESS,
+            &allow_web_to_api("{port: 8443}"),
+            WEB_EGRESS_TO_API,
+        ],
+    );
+    let causes = |to: &str| -> Vec<String> {
+        let change = result
+            .removed
+            .iter()
+            .find(|c| c.to.label() == to)
+            .unwrap_or_else(|| panic!("a removed connection to {to}: {result:#?}"));
+        change
+            .causes
+            .iter()
+            .map(|c| c.change.object.clone())
+            .collect()
+    };
+    assert_eq!(causes("shop/api"), ["NetworkPolicy shop/api-from-web"]);
+    assert_eq!(causes("0.0.0.0/0"), ["NetworkPolicy shop/web-egress"]);
+}
+
 #[test]
 fn text_and_markdown_reports() {
     let result = compare(

@@ -163,9 +163,47 @@ impl Batch {
         self.diagnostics.sort_by(|(fa, a), (fb, b)| {
             (fa, a.origin.line, a.origin.column).cmp(&(fb, b.origin.line, b.origin.column))
         });
-        loaded.diagnostics = self.diagnostics.into_iter().map(|(_, d)| d).collect();
+        loaded.diagnostics = listed_diagnostics(self.diagnostics);
         loaded
     }
+}
+
+/// Problems listed per file: past this, a file is not a manifest gone wrong in places but the
+/// wrong file (20 MB of scalars would be millions of lines).
+pub(crate) const MAX_DIAGNOSTICS_PER_FILE: usize = 1000;
+
+/// The diagnostics (sorted by file) with at most [`MAX_DIAGNOSTICS_PER_FILE`] of each file,
+/// the rest counted in one more.
+fn listed_diagnostics(diagnostics: Vec<(usize, Diagnostic)>) -> Vec<Diagnostic> {
+    let mut listed = Vec::with_capacity(diagnostics.len().min(MAX_DIAGNOSTICS_PER_FILE));
+    let mut files = diagnostics.into_iter().peekable();
+    while let Some((file, first)) = files.next() {
+        let (mut count, mut errors) = (1, 0);
+        let mut last_hidden = None;
+        listed.push(first);
+        while let Some((_, diagnostic)) = files.next_if(|(f, _)| *f == file) {
+            count += 1;
+            if count <= MAX_DIAGNOSTICS_PER_FILE {
+                listed.push(diagnostic);
+            } else {
+                errors += usize::from(diagnostic.severity == Severity::Error);
+                last_hidden = Some(diagnostic.origin);
+            }
+        }
+        if let Some(origin) = last_hidden {
+            let hidden = count - MAX_DIAGNOSTICS_PER_FILE;
+            listed.push(Diagnostic {
+                severity: if errors > 0 { Severity::Error } else { Severity::Warning },
+                origin,
+                object: None,
+                field: None,
+                message: format!(
+                    "{hidden} more problems in this file ({errors} errors) are not listed; the first {MAX_DIAGNOSTICS_PER_FILE} are"
+                ),
+            });
+        }
+    }
+    listed
 }
 
 /// `Pod ns/name`, `Deployment ns/name`.

@@ -237,6 +237,29 @@ fn two_pods_with_one_address_are_a_warning_naming_both() {
     assert_eq!(names(&loaded).len(), 5);
 }
 
+/// 20 MB of scalars is the wrong file, not a manifest with problems in places: a thousand
+/// problems are listed, the rest counted in one line; the good file beside it loads.
+#[test]
+fn a_file_of_nonsense_lists_a_thousand_problems_and_counts_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("b.yaml"), "x\n---\n".repeat(5000)).expect("write");
+    let loaded = load_paths(&[dir.path().to_path_buf()], &LoadOptions::default());
+    assert_eq!(loaded.diagnostics.len(), 1001);
+    let last = loaded.diagnostics.last().expect("a summary");
+    assert_eq!(last.severity, Severity::Error);
+    assert_eq!(
+        last.message,
+        "4000 more problems in this file (4000 errors) are not listed; the first 1000 are"
+    );
+    assert!(last.origin.file.ends_with("b.yaml"));
+    assert_eq!(names(&loaded), ["default/a"]);
+}
+
 #[test]
 fn explicit_files_and_missing_paths() {
     let paths = [
