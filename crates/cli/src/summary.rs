@@ -74,6 +74,40 @@ impl Tally {
 
 const SHOWN_PORT_SETS: usize = 3;
 
+/// One line of NAMESPACE PAIRS.
+fn write_pair(
+    out: &mut dyn Write,
+    connectivity: &Connectivity,
+    (from, to): (&str, &str),
+    tally: &Tally,
+    width: usize,
+) -> std::io::Result<()> {
+    let mut sets = tally.sets.clone();
+    sets.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut shown: Vec<String> = sets
+        .iter()
+        .take(SHOWN_PORT_SETS)
+        .map(|(id, n)| format!("{} ({n})", connectivity.port_set(*id)))
+        .collect();
+    if sets.len() > SHOWN_PORT_SETS {
+        shown.push(format!("{} more", sets.len() - SHOWN_PORT_SETS));
+    }
+    if tally.loopback > 0 {
+        shown.push(format!("loopback ({})", tally.loopback));
+    }
+    writeln!(
+        out,
+        "{from:width$}  {to:width$}  {:>12}  {:>12}  {}",
+        tally.allowed,
+        tally.total - tally.allowed,
+        if shown.is_empty() {
+            "-".to_string()
+        } else {
+            shown.join(", ")
+        }
+    )
+}
+
 pub fn write(
     out: &mut dyn Write,
     analysis: &Analysis,
@@ -136,40 +170,6 @@ pub fn write(
         class_groups.push((src, dst));
     }
 
-    let n = namespaces.len();
-    let mut pairs = vec![Tally::default(); n * n];
-    // Pods one pod of each group reaches / is reached by, counted over groups.
-    let mut reaches = vec![0u64; sources.len()];
-    let mut reached_by = vec![0u64; destinations.len()];
-    for (si, src) in sources.iter().enumerate() {
-        let row = &mut pairs[src.namespace * n..][..n];
-        for (di, dst) in destinations.iter().enumerate() {
-            let id = connectivity.allowed_between(src.key, dst.key);
-            let total = src.pods * dst.pods;
-            let open = nonempty[id as usize];
-            row[dst.namespace].add(id, if open { total } else { 0 }, total);
-            if open {
-                reaches[si] += dst.pods;
-                reached_by[di] += src.pods;
-            }
-        }
-    }
-    // A pod to itself is loopback: always allowed, whatever its siblings may do.
-    let mut per_class = Vec::with_capacity(classes.len());
-    for ((class, info), &(src, dst)) in classes.iter().zip(&class_groups) {
-        let id = connectivity.allowed_id(Node::Class(*class), Node::Class(*class));
-        let tally = &mut pairs[info.namespace * n + info.namespace];
-        tally.loopback += info.pods;
-        let itself = if nonempty[id as usize] {
-            tally.remove(id, info.pods);
-            0
-        } else {
-            tally.allowed += info.pods;
-            1
-        };
-        per_class.push((reaches[src] + itself, reached_by[dst] + itself));
-    }
-
     let externals = if with_externals {
         connectivity.externals()
     } else {
@@ -195,39 +195,70 @@ pub fn write(
         "{:width$}  {:width$}  {:>12}  {:>12}  ALLOWED PORTS (pod pairs)",
         "FROM", "TO", "ALLOWED", "DENIED"
     )?;
-    for (i, tally) in pairs.iter().enumerate() {
-        if tally.total == 0 {
-            continue;
-        }
-        let (from, to) = (
-            namespaces[i / namespaces.len()],
-            namespaces[i % namespaces.len()],
-        );
-        let mut sets = tally.sets.clone();
-        sets.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let mut shown: Vec<String> = sets
-            .iter()
-            .take(SHOWN_PORT_SETS)
-            .map(|(id, n)| format!("{} ({n})", connectivity.port_set(*id)))
-            .collect();
-        if sets.len() > SHOWN_PORT_SETS {
-            shown.push(format!("{} more", sets.len() - SHOWN_PORT_SETS));
-        }
-        if tally.loopback > 0 {
-            shown.push(format!("loopback ({})", tally.loopback));
-        }
-        writeln!(
-            out,
-            "{from:width$}  {to:width$}  {:>12}  {:>12}  {}",
-            tally.allowed,
-            tally.total - tally.allowed,
-            if shown.is_empty() {
-                "-".to_string()
-            } else {
-                shown.join(", ")
-            }
-        )?;
+
+    // One source namespace at a time: its row of namespace pairs is counted, written and
+    // reused, so memory grows with namespaces, not with their square.
+    let n = namespaces.len();
+    let mut sources_in = vec![Vec::new(); n];
+    for (si, src) in sources.iter().enumerate() {
+        sources_in[src.namespace].push(si);
     }
+    let mut classes_in = vec![Vec::new(); n];
+    for (ci, (_, info)) in classes.iter().enumerate() {
+        classes_in[info.namespace].push(ci);
+    }
+    // Pods one pod of each group reaches / is reached by, counted over groups.
+    let mut reaches = vec![0u64; sources.len()];
+    let mut reached_by = vec![0u64; destinations.len()];
+    // Whether a class's pods reach themselves only as loopback (their own port set is empty).
+    let mut itself = vec![0u64; classes.len()];
+    let mut row = vec![Tally::default(); n];
+    for from in 0..n {
+        row.iter_mut().for_each(|tally| *tally = Tally::default());
+        for &si in &sources_in[from] {
+            let src = &sources[si];
+            for (di, dst) in destinations.iter().enumerate() {
+                let id = connectivity.allowed_between(src.key, dst.key);
+                let total = src.pods * dst.pods;
+                let open = nonempty[id as usize];
+                row[dst.namespace].add(id, if open { total } else { 0 }, total);
+                if open {
+                    reaches[si] += dst.pods;
+                    reached_by[di] += src.pods;
+                }
+            }
+        }
+        // A pod to itself is loopback: always allowed, whatever its siblings may do.
+        for &ci in &classes_in[from] {
+            let (class, info) = &classes[ci];
+            let id = connectivity.allowed_id(Node::Class(*class), Node::Class(*class));
+            let tally = &mut row[from];
+            tally.loopback += info.pods;
+            if nonempty[id as usize] {
+                tally.remove(id, info.pods);
+            } else {
+                tally.allowed += info.pods;
+                itself[ci] = 1;
+            }
+        }
+        for (to, tally) in row.iter().enumerate() {
+            if tally.total > 0 {
+                write_pair(
+                    out,
+                    connectivity,
+                    (namespaces[from], namespaces[to]),
+                    tally,
+                    width,
+                )?;
+            }
+        }
+    }
+    let per_class: Vec<(u64, u64)> = class_groups
+        .iter()
+        .zip(&itself)
+        .map(|(&(src, dst), &me)| (reaches[src] + me, reached_by[dst] + me))
+        .collect();
+
     writeln!(out)?;
     writeln!(
         out,
