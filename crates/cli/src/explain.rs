@@ -3,7 +3,10 @@
 use crate::input::{self, ClusterArgs};
 use clap::{Args, ValueEnum};
 use palisade_engine::{Analysis, Direction, EndpointId, PolicyId, Rule};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value, json};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,7 +33,7 @@ struct RuleView {
     /// Whether the policy's policyTypes include this direction (otherwise the rule is ignored).
     effective: bool,
     peers: String,
-    peer_endpoints: Vec<String>,
+    peer_endpoints: Vec<EndpointId>,
     ports: String,
 }
 
@@ -38,7 +41,7 @@ struct PolicyView {
     name: String,
     origin: Option<String>,
     selector: String,
-    selected: Vec<String>,
+    selected: Vec<EndpointId>,
     isolates: Vec<Direction>,
     rules: Vec<RuleView>,
 }
@@ -57,17 +60,21 @@ pub fn run(args: &ExplainArgs, namespace: &str, out: &mut dyn Write) -> anyhow::
         &crate::progress::Progress::new(),
     )?;
     let analysis = &input.analysis;
-    let policies: Vec<PolicyView> = (0..analysis.cluster().policies.len())
-        .map(|id| {
-            let origin = input.loaded.policy_origins.get(id).map(ToString::to_string);
-            policy_view(analysis, id, origin)
-        })
-        .collect();
+    // One policy at a time, written as it is described: a rule's peers may be every pod of
+    // the cluster, and 10k policies of them do not fit in memory at once.
+    let policies = (0..analysis.cluster().policies.len()).map(|id| {
+        let origin = input.loaded.policy_origins.get(id).map(ToString::to_string);
+        policy_view(analysis, id, origin)
+    });
     let namespaces = namespace_views(analysis);
     match args.output {
-        ExplainFormat::Text => write_text(out, &policies, &namespaces)?,
+        ExplainFormat::Text => write_text(out, analysis, policies, &namespaces)?,
         ExplainFormat::Json => {
-            serde_json::to_writer_pretty(&mut *out, &to_json(&policies, &namespaces))?;
+            let document = JsonDocument {
+                policies: RefCell::new(Some(policies.map(|p| policy_json(analysis, &p)))),
+                namespaces: &namespaces,
+            };
+            document.serialize(&mut serde_json::Serializer::pretty(&mut *out))?;
             writeln!(out)?;
         }
     }
@@ -104,7 +111,7 @@ fn policy_view(analysis: &Analysis, id: PolicyId, origin: Option<String>) -> Pol
         name: policy.qualified_name(),
         origin,
         selector,
-        selected: endpoint_names(analysis, &analysis.selected_endpoints(id)),
+        selected: analysis.selected_endpoints(id),
         isolates: [Direction::Ingress, Direction::Egress]
             .into_iter()
             .filter(|&d| policy.isolates(d))
@@ -157,20 +164,25 @@ fn rule_view(
         number: index + 1,
         effective: policy.isolates(direction),
         peers,
-        peer_endpoints: endpoint_names(analysis, &peer_endpoints),
+        peer_endpoints,
         ports,
     }
 }
 
 fn namespace_views(analysis: &Analysis) -> Vec<NamespaceView> {
     let cluster = analysis.cluster();
+    let mut members_of: HashMap<&str, Vec<EndpointId>> = HashMap::new();
+    for (id, endpoint) in cluster.endpoints.iter().enumerate() {
+        members_of
+            .entry(endpoint.namespace.as_str())
+            .or_default()
+            .push(id);
+    }
     cluster
         .namespaces
         .iter()
         .map(|ns| {
-            let members: Vec<EndpointId> = (0..cluster.endpoints.len())
-                .filter(|&id| cluster.endpoints[id].namespace == ns.name)
-                .collect();
+            let members = members_of.remove(ns.name.as_str()).unwrap_or_default();
             let not_isolated = [Direction::Ingress, Direction::Egress].map(|direction| {
                 let ids: Vec<EndpointId> = members
                     .iter()
@@ -195,20 +207,28 @@ fn namespace_views(analysis: &Analysis) -> Vec<NamespaceView> {
 const SHOWN_NAMES: usize = 10;
 
 fn list_or_none(names: &[String]) -> String {
-    match names.len() {
+    let shown = &names[..names.len().min(SHOWN_NAMES)];
+    listed(shown.to_vec(), names.len())
+}
+
+/// The first endpoints by name and how many more: only those shown are named.
+fn list_endpoints(analysis: &Analysis, ids: &[EndpointId]) -> String {
+    let shown = &ids[..ids.len().min(SHOWN_NAMES)];
+    listed(endpoint_names(analysis, shown), ids.len())
+}
+
+fn listed(shown: Vec<String>, total: usize) -> String {
+    match total {
         0 => "none".to_string(),
-        n if n <= SHOWN_NAMES => names.join(", "),
-        n => format!(
-            "{} and {} more",
-            names[..SHOWN_NAMES].join(", "),
-            n - SHOWN_NAMES
-        ),
+        n if n <= SHOWN_NAMES => shown.join(", "),
+        n => format!("{} and {} more", shown.join(", "), n - SHOWN_NAMES),
     }
 }
 
 fn write_text(
     out: &mut dyn Write,
-    policies: &[PolicyView],
+    analysis: &Analysis,
+    policies: impl Iterator<Item = PolicyView>,
     namespaces: &[NamespaceView],
 ) -> std::io::Result<()> {
     for policy in policies {
@@ -220,7 +240,7 @@ fn write_text(
             out,
             "  selects {}: {}",
             policy.selector,
-            list_or_none(&policy.selected)
+            list_endpoints(analysis, &policy.selected)
         )?;
         for direction in [Direction::Ingress, Direction::Egress] {
             let rules: Vec<&RuleView> = policy
@@ -260,7 +280,7 @@ fn write_text(
                 writeln!(
                     out,
                     "      pods of this input it matches: {}",
-                    list_or_none(&rule.peer_endpoints)
+                    list_endpoints(analysis, &rule.peer_endpoints)
                 )?;
             }
         }
@@ -304,28 +324,58 @@ fn write_text(
     Ok(())
 }
 
-fn to_json(policies: &[PolicyView], namespaces: &[NamespaceView]) -> Value {
+/// `-o json`: `{"namespaces": [...], "policies": [...]}` (keys in serde_json's order), the
+/// policies serialized as they are described, one at a time.
+struct JsonDocument<'n, I> {
+    policies: RefCell<Option<I>>,
+    namespaces: &'n [NamespaceView],
+}
+
+impl<I: Iterator<Item = Value>> Serialize for JsonDocument<'_, I> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let namespaces: Vec<Value> = self
+            .namespaces
+            .iter()
+            .map(|ns| {
+                json!({
+                    "name": ns.name,
+                    "endpoints": ns.endpoints,
+                    "not_isolated_ingress": ns.not_isolated[0],
+                    "not_isolated_egress": ns.not_isolated[1],
+                })
+            })
+            .collect();
+        let policies = Lazy(RefCell::new(self.policies.borrow_mut().take()));
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("namespaces", &namespaces)?;
+        map.serialize_entry("policies", &policies)?;
+        map.end()
+    }
+}
+
+/// A sequence serialized from an iterator, each item made only when it is written.
+struct Lazy<I>(RefCell<Option<I>>);
+
+impl<I: Iterator<Item = Value>> Serialize for Lazy<I> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.borrow_mut().take().into_iter().flatten())
+    }
+}
+
+fn policy_json(analysis: &Analysis, p: &PolicyView) -> Value {
     json!({
-        "policies": policies.iter().map(|p| json!({
-            "name": p.name,
-            "origin": p.origin,
-            "selects": p.selector,
-            "selected": p.selected,
-            "isolates": p.isolates.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "rules": p.rules.iter().map(|r| json!({
-                "direction": r.direction.to_string(),
-                "rule": r.number,
-                "effective": r.effective,
-                "peers": r.peers,
-                "peer_endpoints": r.peer_endpoints,
-                "ports": r.ports,
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "namespaces": namespaces.iter().map(|ns| json!({
-            "name": ns.name,
-            "endpoints": ns.endpoints,
-            "not_isolated_ingress": ns.not_isolated[0],
-            "not_isolated_egress": ns.not_isolated[1],
+        "name": p.name,
+        "origin": p.origin,
+        "selects": p.selector,
+        "selected": endpoint_names(analysis, &p.selected),
+        "isolates": p.isolates.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "rules": p.rules.iter().map(|r| json!({
+            "direction": r.direction.to_string(),
+            "rule": r.number,
+            "effective": r.effective,
+            "peers": r.peers,
+            "peer_endpoints": endpoint_names(analysis, &r.peer_endpoints),
+            "ports": r.ports,
         })).collect::<Vec<_>>(),
     })
 }
