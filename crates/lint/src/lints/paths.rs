@@ -101,7 +101,9 @@ pub(super) fn half_open(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
     let classes = Classes::new(analysis);
     let members = &classes.members;
     let mut memo: FxHashMap<(bool, ClassId, ClassId), Option<usize>> = FxHashMap::default();
+    // Distinct refused port sets, each once: pairs by the million share a few.
     let mut refused_ports: Vec<PortSet> = Vec::new();
+    let mut port_ids: FxHashMap<PortSet, usize> = FxHashMap::default();
     let mut text = PathText::default();
     // Per class, how many of its endpoints it stands for: all of them, since they answer alike.
     let by_class = |found: Vec<ClassId>| -> BTreeMap<ClassId, usize> {
@@ -142,13 +144,18 @@ pub(super) fn half_open(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
                         };
                         // Rules of many policies name the same classes: ask once per pair.
                         let key = (direction == Direction::Egress, own_class, peer_class);
+                        if memo.len() >= MEMO_LIMIT {
+                            memo.clear();
+                        }
                         let refused = *memo.entry(key).or_insert_with(|| {
                             let (s, d) = (Subject::Endpoint(src), Subject::Endpoint(dst));
                             let here = this_side.ports(s, d);
                             let there = other_side.ports(s, d);
                             (!here.is_empty() && here.intersection(&there).is_empty()).then(|| {
-                                refused_ports.push(here.into_owned());
-                                refused_ports.len() - 1
+                                *port_ids.entry(here.into_owned()).or_insert_with_key(|ports| {
+                                    refused_ports.push(ports.clone());
+                                    refused_ports.len() - 1
+                                })
                             })
                         });
                         if let Some(ports) = refused {
@@ -182,6 +189,10 @@ pub(super) fn half_open(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
 fn names_specific_pods(peer: &Peer) -> bool {
     matches!(peer, Peer::Pods { pods, .. } if !pods.selects_everything())
 }
+
+/// Class pairs whose answer is remembered at once; past this the memory starts over, so a
+/// cluster whose rules name millions of class pairs costs time, not unbounded memory.
+const MEMO_LIMIT: usize = 1 << 22;
 
 /// Paths listed per finding; a big namespace can have millions, which no reader wants.
 const LISTED_PATHS: usize = 25;
