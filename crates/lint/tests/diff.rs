@@ -259,19 +259,24 @@ fn rendered(result: &ConnectivityDiff) -> (String, String) {
     )
 }
 
-/// Of two changed policies that both govern a connection, only the one whose change decided
-/// it is named: web-egress (added) admits web → api:8080, so it did not take 8080 away; the
-/// port change of api-from-web did. web-egress alone cut web's other egress.
-#[test]
-fn a_change_that_did_not_decide_a_connection_is_not_its_cause() {
-    let result = compare(
+/// api-from-web moves from 8080 to 8443 and web-egress (to api:8080 only) is added.
+fn two_policies_changed() -> ConnectivityDiff {
+    compare(
         &[DENY_INGRESS, &allow_web_to_api("{port: 8080}")],
         &[
             DENY_INGRESS,
             &allow_web_to_api("{port: 8443}"),
             WEB_EGRESS_TO_API,
         ],
-    );
+    )
+}
+
+/// Of two changed policies that both govern a connection, only the one whose change decided
+/// it is named: web-egress (added) admits web → api:8080, so it did not take 8080 away; the
+/// port change of api-from-web did. web-egress alone cut web's other egress.
+#[test]
+fn a_change_that_did_not_decide_a_connection_is_not_its_cause() {
+    let result = two_policies_changed();
     let causes = |to: &str| -> Vec<String> {
         let change = result
             .removed
@@ -290,14 +295,7 @@ fn a_change_that_did_not_decide_a_connection_is_not_its_cause() {
 
 #[test]
 fn text_and_markdown_reports() {
-    let result = compare(
-        &[DENY_INGRESS, &allow_web_to_api("{port: 8080}")],
-        &[
-            DENY_INGRESS,
-            &allow_web_to_api("{port: 8443}"),
-            WEB_EGRESS_TO_API,
-        ],
-    );
+    let result = two_policies_changed();
     let (text, markdown) = rendered(&result);
     insta::assert_snapshot!("diff-text", text);
     insta::assert_snapshot!("diff-markdown", markdown);

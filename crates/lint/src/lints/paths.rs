@@ -152,10 +152,12 @@ pub(super) fn half_open(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
                             let here = this_side.ports(s, d);
                             let there = other_side.ports(s, d);
                             (!here.is_empty() && here.intersection(&there).is_empty()).then(|| {
-                                *port_ids.entry(here.into_owned()).or_insert_with_key(|ports| {
-                                    refused_ports.push(ports.clone());
-                                    refused_ports.len() - 1
-                                })
+                                *port_ids
+                                    .entry(here.into_owned())
+                                    .or_insert_with_key(|ports| {
+                                        refused_ports.push(ports.clone());
+                                        refused_ports.len() - 1
+                                    })
                             })
                         });
                         if let Some(ports) = refused {
