@@ -71,7 +71,9 @@ pub fn run(args: &ExplainArgs, namespace: &str, out: &mut dyn Write) -> anyhow::
         ExplainFormat::Text => write_text(out, analysis, policies, &namespaces)?,
         ExplainFormat::Json => {
             let document = JsonDocument {
-                policies: RefCell::new(Some(policies.map(|p| policy_json(analysis, &p)))),
+                policies: Lazy(RefCell::new(Some(
+                    policies.map(|p| policy_json(analysis, &p)),
+                ))),
                 namespaces: &namespaces,
             };
             document.serialize(&mut serde_json::Serializer::pretty(&mut *out))?;
@@ -327,7 +329,7 @@ fn write_text(
 /// `-o json`: `{"namespaces": [...], "policies": [...]}` (keys in serde_json's order), the
 /// policies serialized as they are described, one at a time.
 struct JsonDocument<'n, I> {
-    policies: RefCell<Option<I>>,
+    policies: Lazy<I>,
     namespaces: &'n [NamespaceView],
 }
 
@@ -345,10 +347,9 @@ impl<I: Iterator<Item = Value>> Serialize for JsonDocument<'_, I> {
                 })
             })
             .collect();
-        let policies = Lazy(RefCell::new(self.policies.borrow_mut().take()));
         let mut map = serializer.serialize_map(Some(2))?;
         map.serialize_entry("namespaces", &namespaces)?;
-        map.serialize_entry("policies", &policies)?;
+        map.serialize_entry("policies", &self.policies)?;
         map.end()
     }
 }

@@ -10,5 +10,6 @@ pub mod review;
 pub mod snapshot;
 pub mod summary;
 
-/// Exit status for input errors and failures, as `check` documents (0 allowed, 1 denied).
-pub const EXIT_ERRORS: u8 = 2;
+/// Exit status for input errors and failures, as `check` documents (0 allowed, 1 denied); the
+/// one `lint` and `diff` use too.
+pub const EXIT_ERRORS: u8 = palisade_lint::EXIT_INPUT_ERRORS;

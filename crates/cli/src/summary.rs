@@ -210,10 +210,16 @@ pub fn write(
     // Pods one pod of each group reaches / is reached by, counted over groups.
     let mut reaches = vec![0u64; sources.len()];
     let mut reached_by = vec![0u64; destinations.len()];
-    // Whether a class's pods reach themselves only as loopback (their own port set is empty).
-    let mut itself = vec![0u64; classes.len()];
+    let loopback_only = |class: ClassId| {
+        let id = connectivity.allowed_id(Node::Class(class), Node::Class(class));
+        !nonempty[id as usize]
+    };
     let mut row = vec![Tally::default(); n];
     for from in 0..n {
+        // A namespace without pods sends nothing: its row is empty.
+        if sources_in[from].is_empty() {
+            continue;
+        }
         row.iter_mut().for_each(|tally| *tally = Tally::default());
         for &si in &sources_in[from] {
             let src = &sources[si];
@@ -231,14 +237,13 @@ pub fn write(
         // A pod to itself is loopback: always allowed, whatever its siblings may do.
         for &ci in &classes_in[from] {
             let (class, info) = &classes[ci];
-            let id = connectivity.allowed_id(Node::Class(*class), Node::Class(*class));
             let tally = &mut row[from];
             tally.loopback += info.pods;
-            if nonempty[id as usize] {
-                tally.remove(id, info.pods);
-            } else {
+            if loopback_only(*class) {
                 tally.allowed += info.pods;
-                itself[ci] = 1;
+            } else {
+                let id = connectivity.allowed_id(Node::Class(*class), Node::Class(*class));
+                tally.remove(id, info.pods);
             }
         }
         for (to, tally) in row.iter().enumerate() {
@@ -253,10 +258,14 @@ pub fn write(
             }
         }
     }
-    let per_class: Vec<(u64, u64)> = class_groups
+    // A pod reaches itself too when only loopback lets it (no port of its own class is open).
+    let per_class: Vec<(u64, u64)> = classes
         .iter()
-        .zip(&itself)
-        .map(|(&(src, dst), &me)| (reaches[src] + me, reached_by[dst] + me))
+        .zip(&class_groups)
+        .map(|((class, _), &(src, dst))| {
+            let me = u64::from(loopback_only(*class));
+            (reaches[src] + me, reached_by[dst] + me)
+        })
         .collect();
 
     writeln!(out)?;

@@ -13,19 +13,21 @@ use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_pb::apimachinery::pkg::apis::meta::v1::{ListMeta, Status as PbStatus};
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
-use kube::Client;
+use kube::api::ListParams;
 use kube::core::{ObjectList, Status};
+use kube::{Client, Resource};
 use prost::Message;
 use std::collections::BTreeMap;
 
 const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+/// Protobuf, or JSON from a server (or proxy) that has no protobuf.
+const ACCEPT: &str = "application/vnd.kubernetes.protobuf, application/json";
 /// Every protobuf body the API server sends starts with these bytes, then a `runtime.Unknown`.
 const MAGIC: &[u8] = b"k8s\0";
 
+/// A `PodList`'s items (its metadata is read by [`PodListHead`]).
 #[derive(Clone, PartialEq, Message)]
 struct LeanPodList {
-    #[prost(message, optional, tag = "1")]
-    metadata: Option<ListMeta>,
     #[prost(message, repeated, tag = "2")]
     items: Vec<LeanPod>,
 }
@@ -118,22 +120,15 @@ struct LeanPodIp {
 /// comes back). Failures are the API's own `Status`, as kube-rs reports them.
 pub(crate) async fn list_pod_page(
     client: &Client,
-    limit: u32,
-    continue_token: Option<&str>,
+    params: &ListParams,
 ) -> Result<Page<PodPageItems>, kube::Error> {
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    query.append_pair("limit", &limit.to_string());
-    if let Some(token) = continue_token {
-        query.append_pair("continue", token);
-    }
-    let uri = format!("/api/v1/pods?{}", query.finish());
-    let request = http::Request::get(uri)
-        .header(
-            http::header::ACCEPT,
-            format!("{PROTOBUF}, application/json"),
-        )
-        .body(kube::client::Body::empty())
-        .map_err(kube::Error::HttpError)?;
+    let mut request = kube::core::Request::new(WatchedPod::url_path(&(), None))
+        .list(params)
+        .map_err(kube::Error::BuildRequest)?
+        .map(kube::client::Body::from);
+    request
+        .headers_mut()
+        .insert(http::header::ACCEPT, http::HeaderValue::from_static(ACCEPT));
     let response = client.send(request).await?;
     let code = response.status();
     let protobuf = response
@@ -226,14 +221,17 @@ fn set<T: Default + PartialEq>(value: Option<T>) -> Option<T> {
     value.filter(|value| *value != T::default())
 }
 
+/// A list as JSON has it: absent when empty.
+fn listed<T>(items: impl IntoIterator<Item = T>) -> Option<Vec<T>> {
+    let items: Vec<T> = items.into_iter().collect();
+    (!items.is_empty()).then_some(items)
+}
+
 impl LeanPod {
     fn into_watched(self) -> WatchedPod {
         let meta = self.metadata.unwrap_or_default();
         let spec = self.spec.unwrap_or_default();
         let status = self.status.unwrap_or_default();
-        let containers = |cs: Vec<LeanContainer>| -> Vec<WatchedContainer> {
-            cs.into_iter().map(LeanContainer::into_watched).collect()
-        };
         WatchedPod {
             metadata: ObjectMeta {
                 name: set(meta.name),
@@ -246,22 +244,23 @@ impl LeanPod {
             spec: WatchedPodSpec {
                 node_name: set(spec.node_name),
                 host_network: set(spec.host_network),
-                containers: containers(spec.containers),
-                init_containers: (!spec.init_containers.is_empty())
-                    .then(|| containers(spec.init_containers)),
+                containers: spec
+                    .containers
+                    .into_iter()
+                    .map(LeanContainer::into_watched)
+                    .collect(),
+                init_containers: listed(
+                    spec.init_containers
+                        .into_iter()
+                        .map(LeanContainer::into_watched),
+                ),
             },
             status: WatchedPodStatus {
                 phase: set(status.phase),
                 pod_ip: set(status.pod_ip),
-                pod_ips: (!status.pod_ips.is_empty()).then(|| {
-                    status
-                        .pod_ips
-                        .into_iter()
-                        .map(|ip| core::PodIP {
-                            ip: ip.ip.unwrap_or_default(),
-                        })
-                        .collect()
-                }),
+                pod_ips: listed(status.pod_ips.into_iter().map(|ip| core::PodIP {
+                    ip: ip.ip.unwrap_or_default(),
+                })),
             },
         }
     }
@@ -271,18 +270,13 @@ impl LeanContainer {
     fn into_watched(self) -> WatchedContainer {
         WatchedContainer {
             name: self.name.unwrap_or_default(),
-            ports: (!self.ports.is_empty()).then(|| {
-                self.ports
-                    .into_iter()
-                    .map(|port| core::ContainerPort {
-                        name: set(port.name),
-                        host_port: set(port.host_port),
-                        container_port: port.container_port.unwrap_or_default(),
-                        protocol: set(port.protocol),
-                        host_ip: set(port.host_ip),
-                    })
-                    .collect()
-            }),
+            ports: listed(self.ports.into_iter().map(|port| core::ContainerPort {
+                name: set(port.name),
+                host_port: set(port.host_port),
+                container_port: port.container_port.unwrap_or_default(),
+                protocol: set(port.protocol),
+                host_ip: set(port.host_ip),
+            })),
             restart_policy: set(self.restart_policy),
         }
     }
@@ -374,9 +368,10 @@ mod tests {
         };
         let body = [MAGIC, &envelope.encode_to_vec()].concat();
 
-        let lean = LeanPodList::decode(unwrap_envelope(&body).unwrap().as_slice()).unwrap();
-        assert_eq!(lean.metadata.unwrap().r#continue.as_deref(), Some("next"));
-        let decoded = lean.items.into_iter().next().unwrap().into_watched();
+        let raw = unwrap_envelope(&body).unwrap();
+        let head = PodListHead::decode(raw.as_slice()).unwrap();
+        assert_eq!(head.metadata.unwrap().r#continue.as_deref(), Some("next"));
+        let decoded = PodPageItems::Protobuf(raw).decode().unwrap().remove(0);
 
         let json: WatchedPod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web-0", "namespace": "shop", "uid": "u1",

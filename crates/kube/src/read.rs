@@ -100,7 +100,7 @@ pub async fn read(session: &Session) -> Result<ClusterObjects, KubeError> {
         list_all(session, Api::<core::Namespace>::all(client.clone())),
         list_all(session, Api::<WatchedNode>::all(client.clone())),
         list_pages(session, "pods", |token| async move {
-            list_pod_page(client, POD_PAGE_SIZE, token.as_deref()).await
+            list_pod_page(client, &page_params(POD_PAGE_SIZE, token)).await
         }),
         list_all(session, Api::<net::NetworkPolicy>::all(client.clone())),
     )?;
@@ -141,11 +141,7 @@ where
     list_pages(session, &resource, |token| {
         let api = &api;
         async move {
-            let mut params = ListParams::default().limit(PAGE_SIZE);
-            if let Some(token) = token {
-                params = params.continue_token(&token);
-            }
-            let page = api.list(&params).await?;
+            let page = api.list(&page_params(PAGE_SIZE, token)).await?;
             Ok(Page {
                 items: page.items,
                 continue_token: page.metadata.continue_,
@@ -153,6 +149,15 @@ where
         }
     })
     .await
+}
+
+/// A page of `limit` objects, after the one `token` ended.
+fn page_params(limit: u32, token: Option<String>) -> ListParams {
+    let params = ListParams::default().limit(limit);
+    match token {
+        Some(token) => params.continue_token(&token),
+        None => params,
+    }
 }
 
 /// Every object `fetch` lists, following continue tokens; starts over when a token expired.

@@ -2,9 +2,11 @@
 //! sides, and which object changes are responsible.
 
 use crate::sample::{Allowed, endpoint_object, merge_adjacent, outside_ranges, subtract};
-use palisade_engine::{Analysis, Direction, EndpointId, PortSet, Protocol, Subject};
+use palisade_engine::{Analysis, Direction, EndpointId, PolicyId, PortSet, Protocol, Subject};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -163,7 +165,7 @@ pub fn diff(old: &Analysis, new: &Analysis) -> ConnectivityDiff {
     let matching = Matching::new(old, new);
     let (old_allowed, new_allowed) = (Allowed::new(old), Allowed::new(new));
     let causes = Causes::new(old, new, &matching);
-    let reverted = causes.reverted(old, new);
+    let undone = Counterfactuals::new(&causes, old, new);
     let mut out = ConnectivityDiff {
         policy_changes: causes.policies.iter().map(|p| p.change.clone()).collect(),
         endpoints_added: matching.only_new.clone(),
@@ -184,7 +186,7 @@ pub fn diff(old: &Analysis, new: &Analysis) -> ConnectivityDiff {
         ] {
             if !ports.is_empty() {
                 let change = (&ports, opened);
-                let causes = causes.for_connection(src, dst, &reverted, subjects, change);
+                let causes = causes.for_connection(src, dst, &undone, subjects, change);
                 list.push(ConnectionChange {
                     from: from.clone(),
                     to: to.clone(),
@@ -217,7 +219,9 @@ pub fn diff(old: &Analysis, new: &Analysis) -> ConnectivityDiff {
                         matching.party(m),
                         matching.party(n),
                         (Some(m), Some(n)),
-                        (matching.new_subject(m), matching.new_subject(n)),
+                        // Members of a group answer alike: the pair of representatives
+                        // stands for every pair.
+                        (matching.new_subject(x), matching.new_subject(y)),
                         &before,
                         &after,
                     );
@@ -270,9 +274,8 @@ pub fn diff(old: &Analysis, new: &Analysis) -> ConnectivityDiff {
                 let outside = Party::Outside {
                     range: range.label(),
                 };
-                let address = Subject::External(range.first);
+                let (address, me) = (Subject::External(range.first), matching.new_subject(rep));
                 for &m in group {
-                    let me = matching.new_subject(m);
                     match direction {
                         Direction::Egress => record(
                             matching.party(m),
@@ -372,8 +375,71 @@ impl Matching {
 /// tell which of them decided a connection.
 const MAX_COUNTERFACTUALS: usize = 16;
 
+/// For each changed policy, the new cluster with only that change undone: whether a change
+/// decided a connection when several could have. Empty when one policy changed (it is the
+/// cause) or more than [`MAX_COUNTERFACTUALS`] (each costs an analysis).
+struct Counterfactuals {
+    analyses: Vec<Analysis>,
+    /// (policy, connection, opened) → decisive; a connection of a group pair is asked once.
+    decided: RefCell<FxHashMap<(usize, Subject, Subject, bool), bool>>,
+}
+
+impl Counterfactuals {
+    fn new(causes: &Causes, old: &Analysis, new: &Analysis) -> Self {
+        let analyses = match (2..=MAX_COUNTERFACTUALS).contains(&causes.policies.len()) {
+            false => Vec::new(),
+            true => causes
+                .policies
+                .iter()
+                .map(|cause| {
+                    let mut cluster = new.cluster().clone();
+                    let policies = &mut cluster.policies;
+                    let before = cause.old_id.map(|id| old.policy(id).clone());
+                    match (cause.new_id, before) {
+                        (Some(id), Some(before)) => policies[id] = before,
+                        (Some(id), None) => {
+                            policies.remove(id);
+                        }
+                        (None, Some(before)) => policies.push(before),
+                        (None, None) => {}
+                    }
+                    Analysis::new(cluster)
+                })
+                .collect(),
+        };
+        Self {
+            analyses,
+            decided: RefCell::default(),
+        }
+    }
+
+    /// Whether undoing policy change `i` alone takes back a port `ports` opened, or gives
+    /// back a port they closed.
+    fn decisive(
+        &self,
+        i: usize,
+        (from, to): (Subject, Subject),
+        (ports, opened): (&PortSet, bool),
+    ) -> bool {
+        *self
+            .decided
+            .borrow_mut()
+            .entry((i, from, to, opened))
+            .or_insert_with(|| {
+                let without = self.analyses[i].allowed_ports(from, to);
+                match opened {
+                    true => !subtract(ports, &without).is_empty(),
+                    false => !ports.intersection(&without).is_empty(),
+                }
+            })
+    }
+}
+
 struct PolicyCause {
     change: ObjectChange,
+    /// The policy in the old and in the new analysis.
+    old_id: Option<PolicyId>,
+    new_id: Option<PolicyId>,
     /// Indexed by `Direction` slot: 0 ingress, 1 egress.
     governs: [BTreeSet<usize>; 2],
 }
@@ -444,6 +510,8 @@ impl Causes {
                     object: format!("NetworkPolicy {name}"),
                     change,
                 },
+                old_id: before.map(|(id, _)| id),
+                new_id: after.map(|(id, _)| id),
                 governs,
             });
         }
@@ -477,35 +545,6 @@ impl Causes {
         }
     }
 
-    /// For each changed policy, the new cluster with only that policy's change undone: what
-    /// decides whether a change is a cause of a connection's change when several could be.
-    /// Empty when there is one changed policy (it is the cause) or more than
-    /// [`MAX_COUNTERFACTUALS`] (each costs an analysis; blame stays by selection then).
-    fn reverted(&self, old: &Analysis, new: &Analysis) -> Vec<Analysis> {
-        if !(2..=MAX_COUNTERFACTUALS).contains(&self.policies.len()) {
-            return Vec::new();
-        }
-        let named = |a: &Analysis, name: &str| {
-            a.cluster()
-                .policies
-                .iter()
-                .find(|p| format!("NetworkPolicy {}", p.qualified_name()) == name)
-                .cloned()
-        };
-        self.policies
-            .iter()
-            .map(|cause| {
-                let name = &cause.change.object;
-                let mut cluster = new.cluster().clone();
-                cluster
-                    .policies
-                    .retain(|p| format!("NetworkPolicy {}", p.qualified_name()) != *name);
-                cluster.policies.extend(named(old, name));
-                Analysis::new(cluster)
-            })
-            .collect()
-    }
-
     /// What changed that bears on a connection whose `ports` opened (or closed): policies
     /// that govern its source's egress or its destination's ingress, and the ends themselves.
     /// Of several changed policies, only those whose change alone, undone, would undo part of
@@ -514,7 +553,7 @@ impl Causes {
         &self,
         src: Option<usize>,
         dst: Option<usize>,
-        reverted: &[Analysis],
+        undone: &Counterfactuals,
         (from, to): (Subject, Subject),
         (ports, opened): (&PortSet, bool),
     ) -> Vec<Cause> {
@@ -534,19 +573,14 @@ impl Causes {
             .flatten()
             .collect();
         let distinct: BTreeSet<usize> = governing.iter().map(|&(i, _)| i).collect();
-        let decisive = |i: usize| {
-            let without = reverted[i].allowed_ports(from, to);
-            // Undoing the change takes back a port opened, or gives back a port closed.
-            match opened {
-                true => !subtract(ports, &without).is_empty(),
-                false => !ports.intersection(&without).is_empty(),
-            }
-        };
-        let kept: BTreeSet<usize> = match reverted.is_empty() || distinct.len() < 2 {
+        let kept: BTreeSet<usize> = match undone.analyses.is_empty() || distinct.len() < 2 {
             true => distinct.clone(),
             false => {
-                let kept: BTreeSet<usize> =
-                    distinct.iter().copied().filter(|&i| decisive(i)).collect();
+                let kept: BTreeSet<usize> = distinct
+                    .iter()
+                    .copied()
+                    .filter(|&i| undone.decisive(i, (from, to), (ports, opened)))
+                    .collect();
                 if kept.is_empty() { distinct } else { kept }
             }
         };

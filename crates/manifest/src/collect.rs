@@ -3,6 +3,7 @@
 
 use crate::{ClusterNode, Diagnostic, Loaded, Origin, Severity};
 use palisade_engine::{Endpoint, EndpointKind, Labels, Namespace, NetworkPolicy};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// An object that made it through validation, with where it was written.
@@ -229,9 +230,12 @@ fn warn_shared_addresses(
             continue;
         }
         for &ip in &endpoint.ips {
-            let Some(earlier) = first.get(&ip) else {
-                first.insert(ip, record);
-                continue;
+            let earlier = match first.entry(ip) {
+                Entry::Vacant(slot) => {
+                    slot.insert(record);
+                    continue;
+                }
+                Entry::Occupied(earlier) => *earlier.get(),
             };
             let diagnostic = Diagnostic {
                 severity: Severity::Warning,
@@ -260,7 +264,7 @@ fn first_of_each<T, K: std::hash::Hash + Eq>(
     let mut kept = Vec::with_capacity(records.len());
     for record in records {
         match first.entry(key(&record)) {
-            std::collections::hash_map::Entry::Occupied(seen) => {
+            Entry::Occupied(seen) => {
                 let diagnostic = Diagnostic {
                     severity: Severity::Error,
                     origin: record.name_origin.clone(),
@@ -273,7 +277,7 @@ fn first_of_each<T, K: std::hash::Hash + Eq>(
                 };
                 diagnostics.push((record.file_index, diagnostic));
             }
-            std::collections::hash_map::Entry::Vacant(slot) => {
+            Entry::Vacant(slot) => {
                 slot.insert(record.origin.clone());
                 kept.push(record);
             }

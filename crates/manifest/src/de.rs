@@ -135,19 +135,15 @@ impl<'de, 'a: 'de> de::Deserializer<'de> for De<'de, 'a> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        let de = match self.strict_in(name) {
-            true => Self {
-                strictness: Strictness::All,
-                ..self
-            },
-            false => self,
-        };
-        if let (Value::Map(entries), Strictness::All) = (&self.node.resolved().value, de.strictness)
+        if !self.strict_in(name) {
+            return self.deserialize_any(visitor);
+        }
+        if let Value::Map(entries) = &self.node.resolved().value
             && let Some(entry) = entries.iter().find(|e| !fields.contains(&e.key.as_ref()))
         {
             return Err(Error::unknown(&entry.key, fields));
         }
-        de.deserialize_any(visitor)
+        Self::new(self.node, Strictness::All).deserialize_any(visitor)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(

@@ -29,24 +29,9 @@ pub(crate) fn read_all(paths: &[PathBuf], batch: &mut Batch) -> Vec<Text> {
     let mut visited = HashSet::new();
     for path in paths {
         if path.as_os_str() == "-" {
-            let mut bytes = Vec::new();
-            match std::io::stdin()
-                .take(MAX_FILE_BYTES + 1)
-                .read_to_end(&mut bytes)
-            {
-                Ok(_) if bytes.len() as u64 > MAX_FILE_BYTES => fail(
-                    batch,
-                    texts.len(),
-                    STDIN_NAME,
-                    format!("larger than {} MiB; skipped", MAX_FILE_BYTES >> 20),
-                ),
-                Ok(_) => push_text(STDIN_NAME.to_string(), bytes, &mut texts, batch),
-                Err(err) => fail(
-                    batch,
-                    texts.len(),
-                    STDIN_NAME,
-                    format!("cannot read: {err}"),
-                ),
+            match read_bounded(std::io::stdin(), 0) {
+                Ok(bytes) => push_text(STDIN_NAME.to_string(), bytes, &mut texts, batch),
+                Err(message) => fail(batch, texts.len(), STDIN_NAME, message),
             }
         } else if path.is_dir() {
             let mut files = Vec::new();
@@ -160,20 +145,29 @@ fn read_regular_file(path: &Path) -> Result<Vec<u8>, String> {
             file_kind(&meta.file_type())
         ));
     }
-    let too_large = || format!("larger than {} MiB; skipped", MAX_FILE_BYTES >> 20);
     if meta.len() > MAX_FILE_BYTES {
         return Err(too_large());
     }
     let file = std::fs::File::open(path).map_err(|err| format!("cannot read: {err}"))?;
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or_default());
-    // The file may grow after the check.
-    file.take(MAX_FILE_BYTES + 1)
+    // The file may still grow after the check.
+    read_bounded(file, meta.len())
+}
+
+/// All of `input`, at most [`MAX_FILE_BYTES`] (`expected`: its size, when known).
+fn read_bounded(input: impl Read, expected: u64) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or_default());
+    input
+        .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|err| format!("cannot read: {err}"))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large());
     }
     Ok(bytes)
+}
+
+fn too_large() -> String {
+    format!("larger than {} MiB; skipped", MAX_FILE_BYTES >> 20)
 }
 
 fn file_kind(kind: &std::fs::FileType) -> &'static str {

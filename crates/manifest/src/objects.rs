@@ -3,7 +3,7 @@
 
 use crate::collect::{Batch, EndpointInfo, Owner, Record};
 use crate::de::De;
-use crate::de::Strictness::{self, All, Metadata};
+use crate::de::Strictness;
 use crate::path::{FieldPath, Problems};
 use crate::suggest::nearest;
 use crate::yaml::{Node, Pos, Value};
@@ -146,14 +146,10 @@ fn load_object(
         return;
     }
     match kind {
-        "Namespace" => ctx
-            .decode(Metadata, batch)
-            .map(|o| namespace(&ctx, o, batch)),
-        "Node" => ctx
-            .decode(Metadata, batch)
-            .map(|o| cluster_node(&ctx, o, batch)),
-        "Pod" => ctx.decode(Metadata, batch).map(|o| pod(&ctx, o, batch)),
-        "NetworkPolicy" => ctx.decode(All, batch).map(|o| policy(&ctx, o, batch)),
+        "Namespace" => ctx.decode(batch).map(|o| namespace(&ctx, o, batch)),
+        "Node" => ctx.decode(batch).map(|o| cluster_node(&ctx, o, batch)),
+        "Pod" => ctx.decode(batch).map(|o| pod(&ctx, o, batch)),
+        "NetworkPolicy" => ctx.decode(batch).map(|o| policy(&ctx, o, batch)),
         _ => decode_workload(&ctx, batch).map(|o| workload(&ctx, o, batch)),
     };
 }
@@ -272,8 +268,13 @@ impl<'c, 'a> Ctx<'c, 'a> {
     }
 
     /// Deserializes the whole object; a type error anywhere, or a field its type does not have
-    /// where `strictness` says so, leaves it out, as the API server's strict validation does.
-    fn decode<T: DeserializeOwned>(&self, strictness: Strictness, batch: &mut Batch) -> Option<T> {
+    /// (anywhere in a NetworkPolicy, in the metadata of other kinds), leaves it out, as the API
+    /// server's strict validation does.
+    fn decode<T: DeserializeOwned>(&self, batch: &mut Batch) -> Option<T> {
+        let strictness = match self.kind {
+            "NetworkPolicy" => Strictness::All,
+            _ => Strictness::Metadata,
+        };
         let root = De::new(self.root, strictness);
         if let Ok(value) = T::deserialize(root) {
             return Some(value);
@@ -461,36 +462,36 @@ fn decode_workload(ctx: &Ctx<'_, '_>, batch: &mut Batch) -> Option<Workload> {
     };
     Some(match ctx.kind {
         "Deployment" => {
-            let d: apps::Deployment = ctx.decode(Metadata, batch)?;
+            let d: apps::Deployment = ctx.decode(batch)?;
             let spec = d.spec.unwrap_or_default();
             workload(d.metadata, Some(spec.template), spec.replicas)
         }
         "ReplicaSet" => {
-            let r: apps::ReplicaSet = ctx.decode(Metadata, batch)?;
+            let r: apps::ReplicaSet = ctx.decode(batch)?;
             let spec = r.spec.unwrap_or_default();
             workload(r.metadata, spec.template, spec.replicas)
         }
         "StatefulSet" => {
-            let s: apps::StatefulSet = ctx.decode(Metadata, batch)?;
+            let s: apps::StatefulSet = ctx.decode(batch)?;
             let spec = s.spec.unwrap_or_default();
             workload(s.metadata, Some(spec.template), spec.replicas)
         }
         "ReplicationController" => {
-            let r: core::ReplicationController = ctx.decode(Metadata, batch)?;
+            let r: core::ReplicationController = ctx.decode(batch)?;
             let spec = r.spec.unwrap_or_default();
             workload(r.metadata, spec.template, spec.replicas)
         }
         // One endpoint stands for a DaemonSet's pods on every node, and for a Job's.
         "DaemonSet" => {
-            let d: apps::DaemonSet = ctx.decode(Metadata, batch)?;
+            let d: apps::DaemonSet = ctx.decode(batch)?;
             workload(d.metadata, d.spec.map(|s| s.template), None)
         }
         "Job" => {
-            let j: batch::Job = ctx.decode(Metadata, batch)?;
+            let j: batch::Job = ctx.decode(batch)?;
             workload(j.metadata, j.spec.map(|s| s.template), None)
         }
         "CronJob" => {
-            let c: batch::CronJob = ctx.decode(Metadata, batch)?;
+            let c: batch::CronJob = ctx.decode(batch)?;
             let template = c.spec.and_then(|s| s.job_template.spec).map(|s| s.template);
             Workload {
                 metadata: c.metadata,
