@@ -4,8 +4,8 @@ use crate::describe::{side_json, side_text, subject_name};
 use crate::input::{self, ClusterArgs};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use palisade_engine::{Analysis, Protocol, Subject};
-use serde_json::json;
+use palisade_engine::{Analysis, Decision, Protocol, Subject};
+use serde_json::{Value, json};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -53,56 +53,94 @@ pub fn run(args: &CheckArgs, namespace: &str, out: &mut dyn Write) -> anyhow::Re
         &crate::progress::Progress::new(),
     )?;
     let analysis = &input.analysis;
-    let src = resolve(analysis, &args.src).context("source")?;
-    let dst = resolve(analysis, &args.dst).context("destination")?;
-    if matches!((src, dst), (Subject::External(_), Subject::External(_))) {
-        bail!("both ends are outside the cluster: NetworkPolicy has nothing to say");
-    }
-    let decision = analysis.decide(src, dst, args.protocol, args.port);
-    let verdict = if decision.allowed {
-        "ALLOWED"
-    } else {
-        "DENIED"
-    };
-    let (src_name, dst_name) = (subject_name(analysis, src), subject_name(analysis, dst));
+    let answer = Answer::new(analysis, &args.src, &args.dst, args.protocol, args.port)?;
+    let allowed = answer.decision.allowed;
     match args.output {
         CheckFormat::Text => {
+            let (src_name, dst_name) = (&answer.src_name, &answer.dst_name);
             writeln!(
                 out,
-                "{verdict}  {src_name} -> {dst_name}  {}/{}",
-                args.port, args.protocol
+                "{}  {src_name} -> {dst_name}  {}/{}",
+                answer.verdict(),
+                args.port,
+                args.protocol
             )?;
             writeln!(out, "  egress of {src_name}:")?;
-            for line in side_text(analysis, &decision.egress) {
+            for line in side_text(analysis, &answer.decision.egress) {
                 writeln!(out, "    {line}")?;
             }
             writeln!(out, "  ingress of {dst_name}:")?;
-            for line in side_text(analysis, &decision.ingress) {
+            for line in side_text(analysis, &answer.decision.ingress) {
                 writeln!(out, "    {line}")?;
             }
         }
         CheckFormat::Json => {
-            let doc = json!({
-                "allowed": decision.allowed,
-                "src": src_name,
-                "dst": dst_name,
-                "port": args.port,
-                "protocol": args.protocol,
-                "egress": side_json(analysis, &decision.egress),
-                "ingress": side_json(analysis, &decision.ingress),
-                "input_errors": input.had_errors,
-            });
-            serde_json::to_writer_pretty(&mut *out, &doc)?;
+            serde_json::to_writer_pretty(&mut *out, &answer.json(analysis, input.had_errors))?;
             writeln!(out)?;
         }
     }
     Ok(if input.had_errors {
         ExitCode::from(crate::EXIT_ERRORS)
-    } else if decision.allowed {
+    } else if allowed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// One connection decided: what `check` prints, and what the web page shows.
+pub struct Answer {
+    pub decision: Decision,
+    pub src_name: String,
+    pub dst_name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+impl Answer {
+    /// Decides `src` → `dst` (names as `check` takes them) on one port.
+    pub fn new(
+        analysis: &Analysis,
+        src: &str,
+        dst: &str,
+        protocol: Protocol,
+        port: u16,
+    ) -> anyhow::Result<Self> {
+        let src = resolve(analysis, src).context("source")?;
+        let dst = resolve(analysis, dst).context("destination")?;
+        if matches!((src, dst), (Subject::External(_), Subject::External(_))) {
+            bail!("both ends are outside the cluster: NetworkPolicy has nothing to say");
+        }
+        Ok(Self {
+            decision: analysis.decide(src, dst, protocol, port),
+            src_name: subject_name(analysis, src),
+            dst_name: subject_name(analysis, dst),
+            protocol,
+            port,
+        })
+    }
+
+    pub fn verdict(&self) -> &'static str {
+        if self.decision.allowed {
+            "ALLOWED"
+        } else {
+            "DENIED"
+        }
+    }
+
+    /// The `-o json` document.
+    pub fn json(&self, analysis: &Analysis, input_errors: bool) -> Value {
+        json!({
+            "allowed": self.decision.allowed,
+            "src": self.src_name,
+            "dst": self.dst_name,
+            "port": self.port,
+            "protocol": self.protocol,
+            "egress": side_json(analysis, &self.decision.egress),
+            "ingress": side_json(analysis, &self.decision.ingress),
+            "input_errors": input_errors,
+        })
+    }
 }
 
 fn resolve(analysis: &Analysis, text: &str) -> anyhow::Result<Subject> {

@@ -72,7 +72,7 @@ pub fn run(args: &ExplainArgs, namespace: &str, out: &mut dyn Write) -> anyhow::
         ExplainFormat::Json => {
             let document = JsonDocument {
                 policies: Lazy(RefCell::new(Some(
-                    policies.map(|p| policy_json(analysis, &p)),
+                    policies.map(|p| policy_json(analysis, &p, usize::MAX)),
                 ))),
                 namespaces: &namespaces,
             };
@@ -363,19 +363,37 @@ impl<I: Iterator<Item = Value>> Serialize for Lazy<I> {
     }
 }
 
-fn policy_json(analysis: &Analysis, p: &PolicyView) -> Value {
+/// One policy as `-o json` describes it, its endpoint lists cut to `names` names (then
+/// `"… and N more"`): what the web page lists.
+pub fn policy_document(
+    analysis: &Analysis,
+    id: PolicyId,
+    origin: Option<String>,
+    names: usize,
+) -> Value {
+    policy_json(analysis, &policy_view(analysis, id, origin), names)
+}
+
+fn policy_json(analysis: &Analysis, p: &PolicyView, names: usize) -> Value {
+    let cut = |ids: &[EndpointId]| {
+        let mut listed = endpoint_names(analysis, &ids[..ids.len().min(names)]);
+        if ids.len() > names {
+            listed.push(format!("… and {} more", ids.len() - names));
+        }
+        listed
+    };
     json!({
         "name": p.name,
         "origin": p.origin,
         "selects": p.selector,
-        "selected": endpoint_names(analysis, &p.selected),
+        "selected": cut(&p.selected),
         "isolates": p.isolates.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "rules": p.rules.iter().map(|r| json!({
             "direction": r.direction.to_string(),
             "rule": r.number,
             "effective": r.effective,
             "peers": r.peers,
-            "peer_endpoints": endpoint_names(analysis, &r.peer_endpoints),
+            "peer_endpoints": cut(&r.peer_endpoints),
             "ports": r.ports,
         })).collect::<Vec<_>>(),
     })

@@ -1,4 +1,5 @@
-//! The `palisade` command line as a library, so that benchmarks drive the very code users run.
+//! The `palisade` faces, the command line and the web page, as a library: benchmarks and tests
+//! drive the very code users run, and the page answers with the functions the commands use.
 
 pub mod check;
 mod describe;
@@ -9,6 +10,7 @@ mod progress;
 pub mod review;
 pub mod snapshot;
 pub mod summary;
+pub mod web;
 
 /// Exit status for input errors and failures, as `check` documents (0 allowed, 1 denied); the
 /// one `lint` and `diff` use too.

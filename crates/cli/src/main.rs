@@ -1,7 +1,7 @@
 //! `palisade`: one policy engine, three faces (analyze, enforce, prove).
 
 use clap::{Parser, Subcommand};
-use palisade::{EXIT_ERRORS, check, explain, matrix, review, snapshot};
+use palisade::{EXIT_ERRORS, check, explain, matrix, review, snapshot, web};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -36,6 +36,8 @@ enum Command {
     Lint(review::LintCommand),
     /// What a change of manifests does to connectivity, by meaning rather than text.
     Diff(review::DiffCommand),
+    /// A local web page: the graph, the matrix, explanations, lint, what-if and live flows.
+    Serve(web::ServeArgs),
     /// Write a live cluster's namespaces, nodes, pods and policies as manifests.
     Snapshot(snapshot::SnapshotArgs),
     /// Write a synthetic cluster (namespaces, pods, policies), deterministic by seed.
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args, &cli.namespace, &mut out),
         Command::Lint(command) => review::run_lint(command, &cli.namespace, &mut out),
         Command::Diff(command) => review::run_diff(command, &cli.namespace, &mut out),
+        Command::Serve(args) => web::run(args, &cli.namespace),
         Command::Snapshot(args) => snapshot::run(args, &mut out),
         Command::Generate(args) => palisade_synth::run_generate(args)
             .map(|()| ExitCode::SUCCESS)

@@ -15,14 +15,15 @@ struct ClassInfo {
     isolated: [bool; 2],
 }
 
+/// Pod pairs counted between two groups of pods (namespaces; nodes of the web page).
 #[derive(Default, Clone)]
-struct Tally {
-    allowed: u64,
-    total: u64,
+pub(crate) struct Tally {
+    pub allowed: u64,
+    pub total: u64,
     /// (port set, pod pairs) for allowed pairs; few distinct sets per namespace pair.
-    sets: Vec<(PortSetId, u64)>,
+    pub sets: Vec<(PortSetId, u64)>,
     /// Pods to themselves: always allowed, whatever their siblings may do.
-    loopback: u64,
+    pub loopback: u64,
 }
 
 /// Classes of one namespace that share a source (or destination) key.
@@ -51,15 +52,15 @@ fn group_index<K: Copy + Eq + std::hash::Hash>(
 }
 
 impl Tally {
-    /// Moves `pairs` counted under `id` to loopback (they stay allowed).
-    fn remove(&mut self, id: PortSetId, pairs: u64) {
+    /// Takes back `pairs` counted as allowed under `id` (the summary counts them as loopback).
+    pub fn remove(&mut self, id: PortSetId, pairs: u64) {
         if let Some(entry) = self.sets.iter_mut().find(|(known, _)| *known == id) {
             entry.1 -= pairs;
         }
         self.sets.retain(|(_, n)| *n > 0);
     }
 
-    fn add(&mut self, id: PortSetId, allowed_pairs: u64, total: u64) {
+    pub fn add(&mut self, id: PortSetId, allowed_pairs: u64, total: u64) {
         self.total += total;
         if allowed_pairs == 0 {
             return;

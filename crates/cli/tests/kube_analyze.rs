@@ -506,6 +506,56 @@ fn diff_against_the_cluster_shows_what_applying_would_remove() {
     );
 }
 
+/// `palisade serve --kubeconfig K`: the page's answers come from the live cluster, as
+/// `check --kubeconfig K` answers.
+#[test]
+fn the_web_page_serves_the_live_cluster() {
+    let Some(env) = KubeEnv::shared("the web page on the API") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    load(
+        &env,
+        &case_objects(&World::xyz()),
+        &dir.path().join("cluster.yaml"),
+    );
+    let kubeconfig = path(&env.kubeconfig);
+    let served = common::serve::Served::with_args(&["--kubeconfig", kubeconfig]);
+    let get = |path: &str| -> serde_json::Value {
+        ureq::get(&served.url(path))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    };
+    let view = get("/api/view");
+    let names: BTreeSet<&str> = view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    for pod in ["x/a", "y/b", "z/c"] {
+        assert!(names.contains(pod), "{pod} missing from {names:?}");
+    }
+    let (src, dst) = ("x/a", "y/b");
+    let answer = get(&format!("/api/check?src={src}&dst={dst}&port=80"));
+    let output = palisade(&[
+        "check",
+        src,
+        dst,
+        "--port",
+        "80",
+        "-o",
+        "json",
+        "--kubeconfig",
+        kubeconfig,
+    ]);
+    let command: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(answer, command);
+}
+
 // -----------------------------------------------------------------------------------------
 // d. Finished pods.
 

@@ -1,7 +1,11 @@
 //! What the root-only lab tests share, and a real API server for the tests that read one.
 
+#[allow(dead_code)]
+pub mod browser;
 pub mod kube;
 pub mod netns;
+#[allow(dead_code)]
+pub mod serve;
 
 use std::process::Command;
 

@@ -1,0 +1,283 @@
+//! The JSON API's handlers. Each answer comes from the function the matching command uses:
+//! `check`'s [`Answer`], `explain`'s policy document, `lint`, `diff`.
+
+use super::State;
+use super::view::{PortFilter, View};
+use crate::check::{Answer, parse_protocol};
+use axum::Json;
+use axum::extract::{Query, State as Shared};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use palisade_engine::{Analysis, Protocol};
+use palisade_manifest::{LoadOptions, Loaded, Origin};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// An error answer: `{"error": "…"}` with its status.
+pub(super) struct ApiError(pub StatusCode, pub String);
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self(StatusCode::BAD_REQUEST, message.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+type Shared_ = Shared<Arc<State>>;
+
+/// Engine work runs off the async threads: a slow question (lint on a large cluster) must not
+/// hold up the others.
+async fn blocking<T: Send + 'static>(
+    state: &Arc<State>,
+    work: impl FnOnce(&State) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || work(&state))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// A query parameter; empty counts as absent (forms send `port=` for "any").
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn port(value: &str) -> Result<u16, ApiError> {
+    value
+        .parse::<u16>()
+        .ok()
+        .filter(|&p| p >= 1)
+        .ok_or_else(|| ApiError::bad_request(format!("port: expected 1-65535, got {value:?}")))
+}
+
+fn protocol(value: &Option<String>) -> Result<Protocol, ApiError> {
+    given(value).map_or(Ok(Protocol::Tcp), |p| {
+        parse_protocol(p).map_err(|e| ApiError::bad_request(format!("protocol: {e}")))
+    })
+}
+
+fn json_text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+pub(super) async fn overview(Shared(state): Shared_) -> Json<Value> {
+    let analysis = &state.analysis;
+    let cluster = analysis.cluster();
+    let mut ports: BTreeSet<(u16, Protocol)> = analysis.mentioned_ports(false);
+    ports.extend(
+        cluster
+            .endpoints
+            .iter()
+            .flat_map(|e| e.ports.iter().map(|p| (p.port, p.protocol))),
+    );
+    Json(json!({
+        "pods": cluster.endpoints.iter().map(|e| u64::from(e.replicas)).sum::<u64>(),
+        "endpoints": cluster.endpoints.len(),
+        "classes": analysis.class_count(),
+        "policies": cluster.policies.len(),
+        "outside_ranges": state.connectivity.externals().len(),
+        "namespaces": cluster.namespaces.iter().map(|n| &n.name).collect::<Vec<_>>(),
+        "input_errors": state.input_errors,
+        "diagnostics": state.loaded.diagnostics.iter().take(LISTED_DIAGNOSTICS).map(ToString::to_string).collect::<Vec<_>>(),
+        "ports": ports.iter().take(LISTED_PORTS).map(|(port, protocol)| json!({"port": port, "protocol": protocol})).collect::<Vec<_>>(),
+        "flows": !state.flows.is_empty(),
+    }))
+}
+
+/// The overview lists the first of these; the command line prints them all.
+const LISTED_DIAGNOSTICS: usize = 100;
+/// Ports offered by the matrix's filter.
+const LISTED_PORTS: usize = 500;
+/// Views remembered; the page asks for the same few again and again.
+const CACHED_VIEWS: usize = 64;
+
+#[derive(Deserialize)]
+pub(super) struct ViewQuery {
+    namespace: Option<String>,
+    port: Option<String>,
+    protocol: Option<String>,
+}
+
+pub(super) async fn view(Shared(state): Shared_, Query(query): Query<ViewQuery>) -> Response {
+    let namespace = given(&query.namespace).map(str::to_string);
+    let filter = match given(&query.port).map(port).transpose() {
+        Ok(port) => match protocol(&query.protocol) {
+            Ok(protocol) => port.map(|port| PortFilter { port, protocol }),
+            Err(e) => return e.into_response(),
+        },
+        Err(e) => return e.into_response(),
+    };
+    let key = format!("{namespace:?} {:?}", filter.map(|f| (f.port, f.protocol)));
+    if let Some(cached) = lock(&state).get(&key) {
+        return json_text(cached.as_ref().clone());
+    }
+    let made = blocking(&state, move |state| {
+        View::new(&state.analysis, &state.connectivity, namespace.as_deref())
+            .map(|view| view.json(&state.connectivity, filter).to_string())
+    })
+    .await;
+    match made {
+        Ok(Ok(body)) => {
+            let mut views = lock(&state);
+            if views.len() < CACHED_VIEWS {
+                views.insert(key, Arc::new(body.clone()));
+            }
+            json_text(body)
+        }
+        Ok(Err(message)) => ApiError(StatusCode::NOT_FOUND, message).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn lock(state: &State) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<String, Arc<String>>> {
+    // A handler that panicked left a complete map behind: entries are inserted whole.
+    state
+        .views
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Deserialize)]
+pub(super) struct CheckQuery {
+    src: Option<String>,
+    dst: Option<String>,
+    port: Option<String>,
+    protocol: Option<String>,
+}
+
+pub(super) async fn check(
+    Shared(state): Shared_,
+    Query(query): Query<CheckQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let required = |value: &Option<String>, name: &str| {
+        given(value)
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::bad_request(format!("{name}: required")))
+    };
+    let (src, dst) = (required(&query.src, "src")?, required(&query.dst, "dst")?);
+    let port = port(&required(&query.port, "port")?)?;
+    let protocol = protocol(&query.protocol)?;
+    blocking(&state, move |state| {
+        Answer::new(&state.analysis, &src, &dst, protocol, port)
+            .map(|answer| Json(answer.json(&state.analysis, state.input_errors)))
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))
+    })
+    .await?
+}
+
+#[derive(Deserialize)]
+pub(super) struct PoliciesQuery {
+    q: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// Endpoints named per list in a policy's description.
+const NAMED_ENDPOINTS: usize = 20;
+
+pub(super) async fn policies(
+    Shared(state): Shared_,
+    Query(query): Query<PoliciesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let wanted = given(&query.q).map(str::to_lowercase);
+    let (offset, limit) = (
+        query.offset.unwrap_or(0),
+        query.limit.unwrap_or(100).min(500),
+    );
+    blocking(&state, move |state| {
+        let analysis = &state.analysis;
+        let matching: Vec<usize> = (0..analysis.cluster().policies.len())
+            .filter(|&id| {
+                wanted.as_ref().is_none_or(|w| {
+                    analysis
+                        .policy(id)
+                        .qualified_name()
+                        .to_lowercase()
+                        .contains(w)
+                })
+            })
+            .collect();
+        let page: Vec<Value> = matching
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|&id| {
+                let origin = state.loaded.policy_origins.get(id).map(ToString::to_string);
+                crate::explain::policy_document(analysis, id, origin, NAMED_ENDPOINTS)
+            })
+            .collect();
+        Json(json!({ "total": matching.len(), "policies": page }))
+    })
+    .await
+}
+
+pub(super) async fn lint(Shared(state): Shared_) -> Result<Json<Value>, ApiError> {
+    let findings = state
+        .lint
+        .get_or_try_init(|| {
+            blocking(&state, |state| {
+                let loaded = &state.loaded;
+                palisade_lint::lint_json(&palisade_lint::lint_analysis(
+                    &state.analysis,
+                    &loaded.policy_origins,
+                    &loaded.endpoint_origins,
+                    &loaded.namespace_origins,
+                ))
+            })
+        })
+        .await?;
+    Ok(Json(findings.clone()))
+}
+
+/// What `kubectl apply` of the posted manifests would change, as `diff` says it.
+pub(super) async fn what_if(Shared(state): Shared_, body: String) -> Result<Json<Value>, ApiError> {
+    blocking(&state, move |state| {
+        let options = LoadOptions {
+            default_namespace: state.namespace.clone(),
+        };
+        let change = palisade_manifest::load_str("what-if", &body, &options);
+        if change.is_empty() {
+            return Err(ApiError::bad_request(
+                "no Kubernetes objects in the text: paste manifests (YAML or JSON)",
+            ));
+        }
+        let diagnostics: Vec<String> = change.diagnostics.iter().map(ToString::to_string).collect();
+        let input_errors = change.has_errors();
+        let mut after = unlocated(&state.analysis);
+        after.apply(change);
+        let diff = palisade_lint::diff(&state.analysis, &Analysis::new(after.cluster));
+        let diff = serde_json::to_value(&diff)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok(Json(json!({
+            "diagnostics": diagnostics,
+            "input_errors": input_errors,
+            "diff": diff,
+        })))
+    })
+    .await?
+}
+
+/// The analysed cluster as input to [`Loaded::apply`]; a diff needs no origins, so each is
+/// a placeholder.
+fn unlocated(analysis: &Analysis) -> Loaded {
+    let cluster = analysis.cluster().clone();
+    let nowhere = || Origin {
+        file: String::new(),
+        line: 0,
+        column: 0,
+    };
+    Loaded {
+        policy_origins: cluster.policies.iter().map(|_| nowhere()).collect(),
+        endpoint_origins: cluster.endpoints.iter().map(|_| nowhere()).collect(),
+        namespace_origins: cluster.namespaces.iter().map(|_| None).collect(),
+        cluster,
+        ..Loaded::default()
+    }
+}
