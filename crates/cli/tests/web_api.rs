@@ -109,6 +109,18 @@ fn the_api_answers_as_the_commands_do() {
     assert_eq!(names, ["expense/podc-accepts-poda"]);
     assert_eq!(found["total"], 1);
 
+    // The manifest of a policy, for the what-if panel to edit: its own YAML document.
+    let (status, source) = get(&served, "/api/policy-source?name=expense/podc-accepts-poda");
+    assert_eq!(status, 200, "{source}");
+    let text = source["text"].as_str().unwrap();
+    let written = std::fs::read_to_string(format!("{EXAMPLE}/policies.yaml")).unwrap();
+    assert!(written.contains(text.trim_end()), "{text}");
+    assert!(
+        text.contains("name: podc-accepts-poda") && !text.contains("---"),
+        "{text}"
+    );
+    assert_eq!(text.matches("kind: NetworkPolicy").count(), 1, "{text}");
+
     let (_, lint) = get(&served, "/api/lint");
     assert_eq!(lint, command_json(&["lint", "-o", "json", EXAMPLE]));
 
@@ -166,6 +178,11 @@ fn the_api_answers_as_the_commands_do() {
         ("/api/view?namespace=nowhere", 404, "no namespace named"),
         ("/api/view?port=70000", 400, "port: expected 1-65535"),
         ("/api/flows", 404, "--flows"),
+        (
+            "/api/policy-source?name=expense/nope",
+            404,
+            "no policy named",
+        ),
     ] {
         let (got, body) = get(&served, path);
         assert_eq!(got, status, "{path}: {body}");

@@ -169,6 +169,56 @@ async fn the_page_draws_explains_compares_and_streams() {
     );
     screenshot(&client, "whatif").await;
 
+    // Editing a policy that exists: its manifest comes in, a changed port goes out.
+    open_tab(&client, "policies").await;
+    wait_for(
+        &client,
+        "article.policy[data-name='expense/podc-accepts-poda'] button.edit",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    wait_for(&client, "#tab-whatif.active").await;
+    let manifest: String = client
+        .execute(
+            "return document.querySelector('#whatif-text').value",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(manifest.contains("name: podc-accepts-poda"), "{manifest}");
+    assert!(manifest.contains("port: 443"), "{manifest}");
+    let edited = manifest.replace("port: 443", "port: 8443");
+    client
+        .execute(
+            "document.querySelector('#whatif-text').value = arguments[0]",
+            vec![Value::String(edited.clone())],
+        )
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#whatif-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "#whatif-result[data-state='done'] li.removed").await;
+    let expected = api(&served, "/api/whatif", Some(&edited));
+    let removed = expected["diff"]["removed"].as_array().unwrap();
+    let shown = client
+        .find_all(Locator::Css("#whatif-result li.removed"))
+        .await
+        .unwrap();
+    assert_eq!(shown.len(), removed.len(), "{expected}");
+    let line = shown[0].text().await.unwrap();
+    assert!(line.contains("expense/poda -> expense/podc"), "{line}");
+    assert!(line.contains("443"), "{line}");
+
     // A record an agent appends shows up, coloured by its verdict.
     open_tab(&client, "flows").await;
     append_flows(

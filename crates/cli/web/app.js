@@ -737,7 +737,8 @@ async function loadPolicies(q, more) {
 function policyCard(p) {
   const item = (label, value) => h('p', {}, h('b', { text: `${label} ` }), value);
   return h('article', { class: 'card policy', 'data-name': p.name },
-    h('header', {}, h('h3', { text: p.name }), p.origin && h('span', { class: 'muted', text: p.origin })),
+    h('header', {}, h('h3', { text: p.name }), p.origin && h('span', { class: 'muted', text: p.origin }),
+      h('button', { type: 'button', class: 'edit', text: 'edit in what-if', onclick: (e) => editPolicy(p.name, e.target) })),
     item('selects', p.selects),
     item('selected', p.selected.length ? p.selected.join(', ') : 'no endpoint'),
     item('isolates', p.isolates.length ? p.isolates.join(' and ') : 'nothing'),
@@ -752,6 +753,17 @@ function policyCard(p) {
             h('div', { class: 'muted small', text: r.peer_endpoints.join(', ') })),
           h('td', { text: r.ports }),
           h('td', { text: r.effective ? 'yes' : 'no: policyTypes leave this direction out' }))))));
+}
+
+// Its manifest into the what-if panel; a policy read from the API server has none here.
+async function editPolicy(name, button) {
+  try {
+    const source = await api('/api/policy-source', { name });
+    $('#whatif-text').value = source.text;
+    showTab('whatif');
+  } catch (e) {
+    button.replaceWith(h('span', { class: 'error', text: e.message }));
+  }
 }
 
 // ------------------------------------------------------------------------------ lint
@@ -807,46 +819,9 @@ function objectLink(object) {
 
 // ------------------------------------------------------------------------------ what-if
 
-// podb may open nothing but DNS and podc accepts podA only: it takes one policy per side.
-const WHATIF_SAMPLE = `# Let podb reach podc on TCP 80: podb's egress and podc's ingress are both isolated.
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata:
-  name: podb-to-podc
-  namespace: expense
-spec:
-  podSelector:
-    matchLabels:
-      app: podB
-  policyTypes: [Egress]
-  egress:
-    - to:
-        - podSelector:
-            matchLabels:
-              app: podC
-      ports:
-        - protocol: TCP
-          port: 80
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata:
-  name: podc-accepts-podb
-  namespace: expense
-spec:
-  podSelector:
-    matchLabels:
-      app: podC
-  policyTypes: [Ingress]
-  ingress:
-    - from:
-        - podSelector:
-            matchLabels:
-              app: podB
-      ports:
-        - protocol: TCP
-          port: 80
-`;
+// A hint, not a value: a sample of one cluster would be nonsense on another.
+const WHATIF_HINT = `Paste manifests here (a NetworkPolicy, usually), or press "edit in what-if" on a
+policy in the Policies tab to change one that exists. Nothing is applied.`;
 
 const SHOWN_CHANGES = 1000; // per list; a browser list of 100k items is of no use to anyone
 
@@ -859,7 +834,7 @@ const ROLE_WORDS = {
 
 function setupWhatif() {
   const text = $('#whatif-text');
-  text.value = WHATIF_SAMPLE;
+  text.placeholder = WHATIF_HINT;
   $('#whatif-run').addEventListener('click', runWhatif);
   text.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) runWhatif();

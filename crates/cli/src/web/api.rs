@@ -236,6 +236,67 @@ pub(super) async fn lint(Shared(state): Shared_) -> Result<Json<Value>, ApiError
     Ok(Json(findings.clone()))
 }
 
+#[derive(Deserialize)]
+pub(super) struct SourceQuery {
+    name: Option<String>,
+}
+
+/// The manifest a policy was read from (its YAML document), for the what-if panel to edit.
+pub(super) async fn policy_source(
+    Shared(state): Shared_,
+    Query(query): Query<SourceQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let name = given(&query.name)
+        .ok_or_else(|| ApiError::bad_request("name: required"))?
+        .to_string();
+    blocking(&state, move |state| {
+        let analysis = &state.analysis;
+        let id = (0..analysis.cluster().policies.len())
+            .find(|&id| analysis.policy(id).qualified_name() == name)
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no policy named {name:?}")))?;
+        let unavailable = |why: &str| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("{name} has no manifest text here: {why}"),
+            )
+        };
+        let origin = state
+            .loaded
+            .policy_origins
+            .get(id)
+            .ok_or_else(|| unavailable("its origin is unknown"))?;
+        if origin.line == 0 {
+            return Err(unavailable(
+                "it was read from the API server (kubectl get -o yaml shows it)",
+            ));
+        }
+        let text = std::fs::read_to_string(&origin.file)
+            .map_err(|e| unavailable(&format!("{}: {e}", origin.file)))?;
+        Ok(Json(json!({
+            "name": name,
+            "origin": origin.to_string(),
+            "text": document_at(&text, origin.line),
+        })))
+    })
+    .await?
+}
+
+/// The YAML document of a stream that holds line `line` (1-based): between the `---` lines
+/// around it.
+fn document_at(text: &str, line: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let separator = |l: &&str| l.starts_with("---");
+    let at = line.saturating_sub(1).min(lines.len());
+    let start = lines[..at].iter().rposition(separator).map_or(0, |i| i + 1);
+    let end = lines[at..]
+        .iter()
+        .position(separator)
+        .map_or(lines.len(), |i| at + i);
+    let mut document = lines[start..end].join("\n");
+    document.push('\n');
+    document
+}
+
 /// What `kubectl apply` of the posted manifests would change, as `diff` says it.
 pub(super) async fn what_if(Shared(state): Shared_, body: String) -> Result<Json<Value>, ApiError> {
     blocking(&state, move |state| {
@@ -279,5 +340,23 @@ fn unlocated(analysis: &Analysis) -> Loaded {
         namespace_origins: cluster.namespaces.iter().map(|_| None).collect(),
         cluster,
         ..Loaded::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::document_at;
+
+    #[test]
+    fn a_document_is_cut_at_the_separators_around_its_line() {
+        let stream = "a: 1\n---\nkind: X\nb: 2\n--- # next\nc: 3\n";
+        for (line, document) in [
+            (1, "a: 1\n"),
+            (3, "kind: X\nb: 2\n"),
+            (4, "kind: X\nb: 2\n"),
+            (6, "c: 3\n"),
+        ] {
+            assert_eq!(document_at(stream, line), document, "line {line}");
+        }
     }
 }

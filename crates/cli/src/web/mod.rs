@@ -106,6 +106,7 @@ fn router(state: Arc<State>) -> Router {
         .route("/api/view", get(api::view))
         .route("/api/check", get(api::check))
         .route("/api/policies", get(api::policies))
+        .route("/api/policy-source", get(api::policy_source))
         .route("/api/lint", get(api::lint))
         .route("/api/whatif", post(api::what_if))
         .route("/api/flows", get(flows::stream))
