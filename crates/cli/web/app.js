@@ -601,9 +601,10 @@ function portFromSet(set, declared) {
 }
 
 function openCheck(from, to, cell) {
-  const src = from.members[0];
-  // A node to itself: two different members of it, when it has two.
-  const dst = from === to && to.members.length > 1 ? to.members[1] : to.members[0];
+  // The server names a pair that allows the cell's ports (cell[5], cell[6]); otherwise the
+  // first members, or two different members of a node to itself.
+  const src = (cell && cell[5]) || from.members[0];
+  const dst = (cell && cell[6]) || (from === to && to.members.length > 1 ? to.members[1] : to.members[0]);
   const { port, protocol } = checkPort(to, cell);
   const title = from === to ? `within ${from.name}` : `${from.name} → ${to.name}`;
   const inputs = {
@@ -619,8 +620,12 @@ function openCheck(from, to, cell) {
     port: inputs.port.value, protocol: inputs.protocol.value,
   });
   const field = (label, input) => h('label', {}, h('span', { text: label }), input);
+  const counts = cell && cell[3] > 1
+    ? h('p', { class: 'muted', text: `${cell[2]} of ${plural(cell[3], 'pod pair')} allowed; checking one of them` })
+    : null;
   fill(detail,
     h('h2', { text: title }),
+    counts,
     h('form', {
       class: 'check-form',
       onsubmit: (e) => {

@@ -58,6 +58,10 @@ struct Unit {
     /// Pods per source key and per destination key: pairs are counted between keys.
     sources: Vec<(SourceKey, u64)>,
     destinations: Vec<(DestinationKey, u64)>,
+    /// Parallel to `sources` and `destinations`: an endpoint (or address) of each key, as
+    /// `check` takes it: every member of a key answers as it does.
+    source_names: Vec<String>,
+    destination_names: Vec<String>,
     /// Pods per class, to take a pod's pair with itself back out.
     classes: Vec<(ClassId, u64)>,
     position: (f64, f64),
@@ -76,6 +80,8 @@ impl Unit {
             ports: Vec::new(),
             sources: Vec::new(),
             destinations: Vec::new(),
+            source_names: Vec::new(),
+            destination_names: Vec::new(),
             classes: Vec::new(),
             position: (0.0, 0.0),
         }
@@ -100,25 +106,64 @@ impl Unit {
             self.isolated[slot] |= !analysis.isolating_policies(id, *direction).is_empty();
         }
         let class = analysis.class_of(id);
-        self.add_part(connectivity, Node::Class(class), pods);
+        self.add_part(
+            connectivity,
+            Node::Class(class),
+            pods,
+            &endpoint.qualified_name(),
+        );
         add_count(&mut self.classes, class, pods);
     }
 
-    fn add_part(&mut self, connectivity: &Connectivity, node: Node, pods: u64) {
+    /// `name`: the part as `check` names it (an endpoint, an address).
+    fn add_part(&mut self, connectivity: &Connectivity, node: Node, pods: u64, name: &str) {
         self.pods += pods;
-        add_count(&mut self.sources, connectivity.source_key(node), pods);
-        add_count(
+        if add_count(&mut self.sources, connectivity.source_key(node), pods) {
+            self.source_names.push(name.to_string());
+        }
+        if add_count(
             &mut self.destinations,
             connectivity.destination_key(node),
             pods,
-        );
+        ) {
+            self.destination_names.push(name.to_string());
+        }
+    }
+
+    /// Two distinct endpoints, one of each unit, whose connection allows exactly port set `id`.
+    fn example_pair<'a>(
+        &'a self,
+        other: &'a Unit,
+        connectivity: &Connectivity,
+        id: PortSetId,
+    ) -> Option<(&'a str, &'a str)> {
+        self.sources
+            .iter()
+            .zip(&self.source_names)
+            .find_map(|(&(src, _), src_name)| {
+                other
+                    .destinations
+                    .iter()
+                    .zip(&other.destination_names)
+                    .find(|&(&(dst, _), dst_name)| {
+                        connectivity.allowed_between(src, dst) == id && src_name != dst_name
+                    })
+                    .map(|(_, dst_name)| (src_name.as_str(), dst_name.as_str()))
+            })
     }
 }
 
-fn add_count<K: PartialEq>(counts: &mut Vec<(K, u64)>, key: K, n: u64) {
+/// Counts `n` under `key`; true when the key is new.
+fn add_count<K: PartialEq>(counts: &mut Vec<(K, u64)>, key: K, n: u64) -> bool {
     match counts.iter_mut().find(|(k, _)| *k == key) {
-        Some((_, count)) => *count += n,
-        None => counts.push((key, n)),
+        Some((_, count)) => {
+            *count += n;
+            false
+        }
+        None => {
+            counts.push((key, n));
+            true
+        }
     }
 }
 
@@ -194,8 +239,9 @@ impl View {
         if level != Level::Namespaces && connectivity.externals().len() <= OUTSIDE_LIMIT {
             for (i, range) in connectivity.externals().iter().enumerate() {
                 let mut unit = Unit::new(range.label(), None, "outside");
-                unit.members.push(range.first.to_string());
-                unit.add_part(connectivity, Node::External(i), 1);
+                let address = range.first.to_string();
+                unit.add_part(connectivity, Node::External(i), 1, &address);
+                unit.members.push(address);
                 units.push(unit);
             }
         }
@@ -315,14 +361,26 @@ impl View {
                     .sets
                     .iter()
                     .max_by_key(|(id, n)| (*n, std::cmp::Reverse(*id)));
-                let set_index = match most {
-                    Some(&(id, _)) => *port_set_index.entry(id).or_insert_with(|| {
-                        port_sets.push(port_set_json(connectivity, id));
-                        port_sets.len() - 1
-                    }) as i64,
-                    None => -1,
+                let (set_index, example) = match most {
+                    Some(&(id, _)) => (
+                        *port_set_index.entry(id).or_insert_with(|| {
+                            port_sets.push(port_set_json(connectivity, id));
+                            port_sets.len() - 1
+                        }) as i64,
+                        a.example_pair(b, connectivity, id),
+                    ),
+                    None => (-1, None),
                 };
-                cells.push(json!([from, to, tally.allowed, tally.total, set_index]));
+                let (src, dst) = example.unzip();
+                cells.push(json!([
+                    from,
+                    to,
+                    tally.allowed,
+                    tally.total,
+                    set_index,
+                    src,
+                    dst
+                ]));
             }
         }
         json!({
@@ -582,6 +640,26 @@ mod tests {
             })
             .collect();
         assert_eq!(cells, expected, "level {}", view["level"]);
+        // A cell's example pair allows exactly the port set the cell shows.
+        let subject = |name: &str| match name.parse() {
+            Ok(address) => Subject::External(address),
+            Err(_) => Subject::Endpoint(analysis.find_endpoint(name).unwrap()),
+        };
+        for cell in view["cells"].as_array().unwrap() {
+            let (Some(src), Some(dst)) = (cell[5].as_str(), cell[6].as_str()) else {
+                continue;
+            };
+            let shown = &view["port_sets"][cell[4].as_u64().unwrap() as usize]["text"];
+            let allowed = analysis.allowed_ports(subject(src), subject(dst));
+            assert_eq!(shown, &allowed.to_string(), "{src} -> {dst}");
+        }
+        let with_examples = view["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c[5].is_string())
+            .count();
+        assert!(with_examples > 0);
     }
 
     #[test]
