@@ -147,3 +147,40 @@ fn exit_statuses_on_bad_and_empty_input() {
         assert!(out.contains(stdout), "{shown}");
     }
 }
+
+/// A reader that stops early (`palisade lint … | head`) is no error, whichever layer the
+/// write fails in: every command exits 0 and says nothing. The outputs are larger than the
+/// output buffer, so the failing write happens inside the command, not at the final flush.
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster");
+    let generated = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["generate", "--pods", "400", "--policies", "60", "--out"])
+        .arg(&cluster)
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    let cluster = cluster.to_str().unwrap();
+    for args in [
+        &["lint", "-o", "json", cluster][..],
+        &["lint", cluster],
+        &["explain", "-o", "json", cluster],
+        &["explain", cluster],
+        &["matrix", cluster],
+        &["matrix", "-o", "summary", cluster],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the command has loaded its input, so its first write fails.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error"), "{args:?}: {stderr}");
+    }
+}
