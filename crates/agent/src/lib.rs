@@ -27,7 +27,7 @@ mod waiter;
 
 pub use flows::{FlowEnd, FlowRecord, Verdict};
 pub use inventory::{PodInventory, PodPlacement};
-pub use observe::{ObserveArgs, OutputFormat, run_observe};
+pub use observe::{FlowFile, NotARecord, ObserveArgs, OutputFormat, run_observe};
 
 use palisade_dataplane::RenderOptions;
 use std::net::SocketAddr;

@@ -2,7 +2,9 @@
 //! `--follow` it keeps reading what the agents append.
 
 use crate::flows::{FlowEnd, FlowRecord};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -68,42 +70,27 @@ pub fn run_observe(args: &ObserveArgs, out: &mut dyn Write) -> anyhow::Result<()
             "TIME", "SOURCE", "DESTINATION", "PROTOCOL", "SIDE", "VERDICT"
         )?;
     }
-    let mut readers = Vec::new();
+    let mut files = Vec::new();
     for path in &args.files {
-        let file = std::fs::File::open(path)
-            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-        readers.push((path, BufReader::new(file), String::new()));
+        // Named files must exist; FlowFile alone would wait for them to appear.
+        File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        files.push(FlowFile::new(path.clone()));
     }
     loop {
         let mut read_any = false;
-        for (path, reader, pending) in &mut readers {
-            loop {
-                if reader.read_line(pending)? == 0 {
-                    break;
+        for file in &mut files {
+            let mut printed: anyhow::Result<()> = Ok(());
+            read_any |= file.read_new(|line| match line {
+                Ok(flow) if printed.is_ok() && args.matches(&flow) => {
+                    printed = print(&flow, args.output, out);
                 }
-                if !pending.ends_with('\n') {
-                    // A line still being written: keep it and read the rest later.
-                    break;
-                }
-                read_any = true;
-                let line = std::mem::take(pending);
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let flow: FlowRecord = match serde_json::from_str(&line) {
-                    Ok(flow) => flow,
-                    Err(e) => {
-                        eprintln!(
-                            "{}: skipping a line that is not a flow record: {e}",
-                            path.display()
-                        );
-                        continue;
-                    }
-                };
-                if args.matches(&flow) {
-                    print(&flow, args.output, out)?;
-                }
-            }
+                Ok(_) => {}
+                Err(e) => eprintln!(
+                    "{}: skipping a line that is not a flow record: {e}",
+                    e.path.display()
+                ),
+            });
+            printed?;
         }
         if !args.follow {
             return Ok(());
@@ -112,6 +99,84 @@ pub fn run_observe(args: &ObserveArgs, out: &mut dyn Write) -> anyhow::Result<()
             out.flush()?;
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
+    }
+}
+
+/// A line of a flow file that is not a record (a torn write, another kind of file).
+#[derive(Debug)]
+pub struct NotARecord {
+    pub path: PathBuf,
+    pub error: serde_json::Error,
+}
+
+impl std::fmt::Display for NotARecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+/// One flow file read as it grows: complete lines only (the rest is kept for the next read),
+/// and from its start again when it was rotated (the agent renames a full file and starts a
+/// new one at the same path). A file that does not exist yet is read once it appears.
+pub struct FlowFile {
+    path: PathBuf,
+    reader: Option<BufReader<File>>,
+    /// A line whose end has not been written yet.
+    pending: String,
+    offset: u64,
+    /// The file being read: another one at the path means the old one was rotated away.
+    inode: Option<u64>,
+}
+
+impl FlowFile {
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            reader: None,
+            pending: String::new(),
+            offset: 0,
+            inode: None,
+        }
+    }
+
+    /// Hands each complete new line to `found`, parsed; true when anything was read.
+    pub fn read_new(&mut self, mut found: impl FnMut(Result<FlowRecord, NotARecord>)) -> bool {
+        let rotated = std::fs::metadata(&self.path)
+            .is_ok_and(|m| Some(m.ino()) != self.inode || m.len() < self.offset);
+        if rotated || self.reader.is_none() {
+            let file = File::open(&self.path).ok();
+            self.inode = file
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map(|m| m.ino());
+            self.reader = file.map(BufReader::new);
+            self.pending.clear();
+            self.offset = 0;
+        }
+        let Some(reader) = &mut self.reader else {
+            return false;
+        };
+        let mut read_any = false;
+        loop {
+            match reader.read_line(&mut self.pending) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self.offset += n as u64,
+            }
+            read_any = true;
+            if !self.pending.ends_with('\n') {
+                break;
+            }
+            if !self.pending.trim().is_empty() {
+                found(
+                    serde_json::from_str(&self.pending).map_err(|error| NotARecord {
+                        path: self.path.clone(),
+                        error,
+                    }),
+                );
+            }
+            self.pending.clear();
+        }
+        read_any
     }
 }
 
@@ -231,5 +296,40 @@ mod tests {
                 && table.contains("DROPPED"),
             "{table}"
         );
+    }
+
+    /// Partial lines wait for their end; a rotated file is read from its start.
+    #[test]
+    fn a_flow_file_is_followed_across_torn_lines_and_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flows.jsonl");
+        let line = |f: &FlowRecord| serde_json::to_string(f).unwrap();
+        let (a, b, c) = (
+            flow("ops", "web", 80, Verdict::Dropped),
+            flow("ops", "db", 5432, Verdict::Forwarded),
+            flow("dev", "web", 81, Verdict::Audit),
+        );
+        let mut file = FlowFile::new(path.clone());
+        let read = |file: &mut FlowFile| {
+            let mut got = Vec::new();
+            file.read_new(|r| got.push(r.map_err(|e| e.to_string())));
+            got
+        };
+        assert!(read(&mut file).is_empty(), "no file yet");
+        let second = line(&b);
+        let (head, tail) = second.split_at(10);
+        std::fs::write(&path, format!("{}\n{head}", line(&a))).unwrap();
+        assert_eq!(read(&mut file), [Ok(a.clone())]);
+        let mut appended = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        writeln!(appended, "{tail}").unwrap();
+        assert_eq!(read(&mut file), [Ok(b.clone())]);
+        std::fs::rename(&path, dir.path().join("flows.jsonl.1")).unwrap();
+        std::fs::write(&path, format!("{}\nnot json\n", line(&c))).unwrap();
+        let got = read(&mut file);
+        assert_eq!(got[0], Ok(c));
+        assert!(got[1].is_err());
     }
 }

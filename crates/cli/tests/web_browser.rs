@@ -41,14 +41,19 @@ async fn screenshot(client: &Client, name: &str) {
     }
 }
 
-async fn open_tab(client: &Client, tab: &str) {
+/// Clicks the element `css` finds, as a user would (WebDriver clicks its centre).
+async fn click(client: &Client, css: &str) {
     client
-        .find(Locator::Css(&format!("button[data-tab='{tab}']")))
+        .find(Locator::Css(css))
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
         .click()
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
+async fn open_tab(client: &Client, tab: &str) {
+    click(client, &format!("button[data-tab='{tab}']")).await;
     wait_for(client, &format!("#tab-{tab}.active")).await;
 }
 
@@ -95,15 +100,11 @@ async fn the_page_draws_explains_compares_and_streams() {
     screenshot(&client, "graph").await;
 
     // Clicking podA -> podC explains it with the policies `check` names.
-    client
-        .find(Locator::Css(
-            "path.edge[data-from='expense/poda'][data-to='expense/podc']",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &client,
+        "path.edge[data-from='expense/poda'][data-to='expense/podc']",
+    )
+    .await;
     let detail = wait_for(&client, "#detail[data-verdict]").await;
     assert_eq!(
         detail.attr("data-verdict").await.unwrap().unwrap(),
@@ -146,13 +147,7 @@ async fn the_page_draws_explains_compares_and_streams() {
     let text_area = client.find(Locator::Css("#whatif-text")).await.unwrap();
     text_area.clear().await.unwrap();
     text_area.send_keys(WHAT_IF).await.unwrap();
-    client
-        .find(Locator::Css("#whatif-run"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#whatif-run").await;
     wait_for(&client, "#whatif-result[data-state='done']").await;
     let expected = api(&served, "/api/whatif", Some(WHAT_IF));
     let added = expected["diff"]["added"].as_array().unwrap();
@@ -200,13 +195,7 @@ async fn the_page_draws_explains_compares_and_streams() {
         )
         .await
         .unwrap();
-    client
-        .find(Locator::Css("#whatif-run"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#whatif-run").await;
     wait_for(&client, "#whatif-result[data-state='done'] li.removed").await;
     let expected = api(&served, "/api/whatif", Some(&edited));
     let removed = expected["diff"]["removed"].as_array().unwrap();

@@ -5,11 +5,12 @@ use super::State;
 use super::view::{PortFilter, View};
 use crate::check::{Answer, parse_protocol};
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Query, State as Shared};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use palisade_engine::{Analysis, Protocol};
-use palisade_manifest::{LoadOptions, Loaded, Origin};
+use palisade_manifest::{LoadOptions, Loaded};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -45,11 +46,11 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// A query parameter; empty counts as absent (forms send `port=` for "any").
-fn given(value: &Option<String>) -> Option<&str> {
+pub(super) fn given(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
-fn port(value: &str) -> Result<u16, ApiError> {
+pub(super) fn port(value: &str) -> Result<u16, ApiError> {
     value
         .parse::<u16>()
         .ok()
@@ -63,7 +64,7 @@ fn protocol(value: &Option<String>) -> Result<Protocol, ApiError> {
     })
 }
 
-fn json_text(body: String) -> Response {
+fn json_body(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -105,38 +106,40 @@ pub(super) struct ViewQuery {
     protocol: Option<String>,
 }
 
-pub(super) async fn view(Shared(state): Shared_, Query(query): Query<ViewQuery>) -> Response {
-    let namespace = given(&query.namespace).map(str::to_string);
-    let filter = match given(&query.port).map(port).transpose() {
-        Ok(port) => match protocol(&query.protocol) {
-            Ok(protocol) => port.map(|port| PortFilter { port, protocol }),
-            Err(e) => return e.into_response(),
-        },
-        Err(e) => return e.into_response(),
+/// The port a view counts with, if the query names one.
+fn port_filter(query: &ViewQuery) -> Result<Option<PortFilter>, ApiError> {
+    let Some(port) = given(&query.port).map(port).transpose()? else {
+        return Ok(None);
     };
-    let key = format!("{namespace:?} {:?}", filter.map(|f| (f.port, f.protocol)));
-    if let Some(cached) = lock(&state).get(&key) {
-        return json_text(cached.as_ref().clone());
-    }
-    let made = blocking(&state, move |state| {
-        View::new(&state.analysis, &state.connectivity, namespace.as_deref())
-            .map(|view| view.json(&state.connectivity, filter).to_string())
-    })
-    .await;
-    match made {
-        Ok(Ok(body)) => {
-            let mut views = lock(&state);
-            if views.len() < CACHED_VIEWS {
-                views.insert(key, Arc::new(body.clone()));
-            }
-            json_text(body)
-        }
-        Ok(Err(message)) => ApiError(StatusCode::NOT_FOUND, message).into_response(),
-        Err(e) => e.into_response(),
-    }
+    let protocol = protocol(&query.protocol)?;
+    Ok(Some(PortFilter { port, protocol }))
 }
 
-fn lock(state: &State) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<String, Arc<String>>> {
+pub(super) async fn view(
+    Shared(state): Shared_,
+    Query(query): Query<ViewQuery>,
+) -> Result<Response, ApiError> {
+    let namespace = given(&query.namespace).map(str::to_string);
+    let filter = port_filter(&query)?;
+    let key = format!("{namespace:?} {:?}", filter.map(|f| (f.port, f.protocol)));
+    if let Some(cached) = lock(&state).get(&key) {
+        return Ok(json_body(cached.clone()));
+    }
+    let body: Bytes = blocking(&state, move |state| {
+        View::new(&state.analysis, &state.connectivity, namespace.as_deref())
+            .map(|view| view.json(&state.connectivity, filter).to_string())
+            .map_err(|message| ApiError(StatusCode::NOT_FOUND, message))
+    })
+    .await??
+    .into();
+    let mut views = lock(&state);
+    if views.len() < CACHED_VIEWS {
+        views.insert(key, body.clone());
+    }
+    Ok(json_body(body))
+}
+
+fn lock(state: &State) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<String, Bytes>> {
     // A handler that panicked left a complete map behind: entries are inserted whole.
     state
         .views
@@ -311,7 +314,10 @@ pub(super) async fn what_if(Shared(state): Shared_, body: String) -> Result<Json
         }
         let diagnostics: Vec<String> = change.diagnostics.iter().map(ToString::to_string).collect();
         let input_errors = change.has_errors();
-        let mut after = unlocated(&state.analysis);
+        let mut after = Loaded {
+            cluster: state.analysis.cluster().clone(),
+            ..state.loaded.clone()
+        };
         after.apply(change);
         let diff = palisade_lint::diff(&state.analysis, &Analysis::new(after.cluster));
         let diff = serde_json::to_value(&diff)
@@ -323,24 +329,6 @@ pub(super) async fn what_if(Shared(state): Shared_, body: String) -> Result<Json
         })))
     })
     .await?
-}
-
-/// The analysed cluster as input to [`Loaded::apply`]; a diff needs no origins, so each is
-/// a placeholder.
-fn unlocated(analysis: &Analysis) -> Loaded {
-    let cluster = analysis.cluster().clone();
-    let nowhere = || Origin {
-        file: String::new(),
-        line: 0,
-        column: 0,
-    };
-    Loaded {
-        policy_origins: cluster.policies.iter().map(|_| nowhere()).collect(),
-        endpoint_origins: cluster.endpoints.iter().map(|_| nowhere()).collect(),
-        namespace_origins: cluster.namespaces.iter().map(|_| None).collect(),
-        cluster,
-        ..Loaded::default()
-    }
 }
 
 #[cfg(test)]

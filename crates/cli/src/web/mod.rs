@@ -46,7 +46,7 @@ pub(crate) struct State {
     namespace: String,
     flows: Vec<PathBuf>,
     lint: tokio::sync::OnceCell<serde_json::Value>,
-    views: std::sync::Mutex<rustc_hash::FxHashMap<String, Arc<String>>>,
+    views: std::sync::Mutex<rustc_hash::FxHashMap<String, axum::body::Bytes>>,
 }
 
 pub fn run(args: &ServeArgs, namespace: &str) -> anyhow::Result<ExitCode> {

@@ -129,28 +129,6 @@ impl Unit {
             self.destination_names.push(name.to_string());
         }
     }
-
-    /// Two distinct endpoints, one of each unit, whose connection allows exactly port set `id`.
-    fn example_pair<'a>(
-        &'a self,
-        other: &'a Unit,
-        connectivity: &Connectivity,
-        id: PortSetId,
-    ) -> Option<(&'a str, &'a str)> {
-        self.sources
-            .iter()
-            .zip(&self.source_names)
-            .find_map(|(&(src, _), src_name)| {
-                other
-                    .destinations
-                    .iter()
-                    .zip(&other.destination_names)
-                    .find(|&(&(dst, _), dst_name)| {
-                        connectivity.allowed_between(src, dst) == id && src_name != dst_name
-                    })
-                    .map(|(_, dst_name)| (src_name.as_str(), dst_name.as_str()))
-            })
-    }
 }
 
 /// Counts `n` under `key`; true when the key is new.
@@ -208,7 +186,6 @@ impl View {
         let in_view: Vec<EndpointId> = (0..cluster.endpoints.len())
             .filter(|&id| zoom.is_none_or(|ns| cluster.endpoints[id].namespace == ns))
             .collect();
-        let by_class = || class_units(analysis, connectivity, &in_view);
         let (level, mut units) = if in_view.len() <= limits.pods {
             let units = in_view
                 .iter()
@@ -229,7 +206,10 @@ impl View {
                 .collect();
             (Level::Pods, units)
         } else if zoom.is_some() || distinct_classes(analysis, &in_view) <= limits.classes {
-            (Level::Classes, by_class())
+            (
+                Level::Classes,
+                class_units(analysis, connectivity, &in_view),
+            )
         } else {
             (Level::Namespaces, Vec::new())
         };
@@ -252,13 +232,14 @@ impl View {
             boxes: Vec::new(),
             size: (0.0, 0.0),
         };
-        view.lay_out(zoom);
+        view.lay_out();
         Ok(view)
     }
 
     /// Namespaces in boxes on shelves, each box's nodes on a circle; namespace nodes (the
     /// namespace level, or the others around a zoomed one) on a ring.
-    fn lay_out(&mut self, zoom: Option<&str>) {
+    fn lay_out(&mut self) {
+        let zoomed = self.namespace.is_some();
         const SPACING: f64 = 90.0;
         const MARGIN: f64 = 40.0;
         const ROW_WIDTH: f64 = 1400.0;
@@ -303,13 +284,13 @@ impl View {
         let mut height = y + row_height + MARGIN;
         if !ring.is_empty() {
             // Around the zoomed namespace's boxes, or alone at the namespace level.
-            let inner = if zoom.is_some() {
+            let inner = if zoomed {
                 (width.max(height) / 2.0) + SPACING
             } else {
                 0.0
             };
             let radius = radius_for(ring.len()).max(inner).max(120.0);
-            let center = if zoom.is_some() {
+            let center = if zoomed {
                 (width / 2.0, height / 2.0)
             } else {
                 (radius + 2.0 * MARGIN, radius + 2.0 * MARGIN)
@@ -353,7 +334,7 @@ impl View {
                 if a.namespace.is_none() && b.namespace.is_none() {
                     continue;
                 }
-                let tally = pairs(connectivity, &open, a, b, from == to);
+                let (tally, examples) = pairs(connectivity, &open, a, b, from == to);
                 if tally.total == 0 {
                     continue;
                 }
@@ -367,7 +348,12 @@ impl View {
                             port_sets.push(port_set_json(connectivity, id));
                             port_sets.len() - 1
                         }) as i64,
-                        a.example_pair(b, connectivity, id),
+                        examples
+                            .iter()
+                            .find(|(known, _)| *known == id)
+                            .map(|&(_, (i, j))| {
+                                (a.source_names[i].as_str(), b.destination_names[j].as_str())
+                            }),
                     ),
                     None => (-1, None),
                 };
@@ -426,14 +412,32 @@ fn port_set_json(connectivity: &Connectivity, id: PortSetId) -> Value {
 }
 
 /// Pod pairs from `a` to `b`: every source key of one with every destination key of the
-/// other, less each pod's pair with itself when they are one node.
-fn pairs(connectivity: &Connectivity, open: &[bool], a: &Unit, b: &Unit, same: bool) -> Tally {
+/// other, less each pod's pair with itself when they are one node. With them, per allowed
+/// port set, the first key pair (indices into `a.sources`, `b.destinations`) whose named
+/// endpoints differ: a pair a reader can check.
+type Examples = Vec<(PortSetId, (usize, usize))>;
+
+fn pairs(
+    connectivity: &Connectivity,
+    open: &[bool],
+    a: &Unit,
+    b: &Unit,
+    same: bool,
+) -> (Tally, Examples) {
     let mut tally = Tally::default();
-    for &(src, n) in &a.sources {
-        for &(dst, m) in &b.destinations {
+    let mut examples: Examples = Vec::new();
+    for (i, &(src, n)) in a.sources.iter().enumerate() {
+        for (j, &(dst, m)) in b.destinations.iter().enumerate() {
             let id = connectivity.allowed_between(src, dst);
             let total = n * m;
-            tally.add(id, if open[id as usize] { total } else { 0 }, total);
+            let allowed = open[id as usize];
+            tally.add(id, if allowed { total } else { 0 }, total);
+            if allowed
+                && a.source_names[i] != b.destination_names[j]
+                && !examples.iter().any(|(known, _)| *known == id)
+            {
+                examples.push((id, (i, j)));
+            }
         }
     }
     if same {
@@ -446,7 +450,7 @@ fn pairs(connectivity: &Connectivity, open: &[bool], a: &Unit, b: &Unit, same: b
             }
         }
     }
-    tally
+    (tally, examples)
 }
 
 fn distinct_classes(analysis: &Analysis, endpoints: &[EndpointId]) -> usize {
