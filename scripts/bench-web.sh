@@ -20,8 +20,8 @@ for shape in pods workloads; do
     inputs="$inputs:$work/$shape-$pods"
   done
 done
-PALISADE_WEB_INPUTS="$inputs" cargo test --release -q -p palisade --test web_browser -- \
-  --ignored --nocapture page_load_times 2>&1 | grep -E 'median|SKIPPED' |
+PALISADE_WEB_INPUTS="$inputs" cargo bench -q -p palisade --bench web_page 2>&1 |
+  grep -E 'median|SKIPPED' |
   awk -v base=0 '{ for (i = 1; i <= NF; i++) if ($i == "median") m = $(i + 1);
                    if (base == 0) base = m;
                    printf "%s  (%.1fx the example)\n", $0, m / base }'

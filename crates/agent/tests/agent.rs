@@ -136,12 +136,11 @@ fn metrics(node: &Node, addr: SocketAddr) -> String {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
-    if !palisade_dataplane::root_tests_possible(
+    palisade_dataplane::require_root_tests(
         "agent_enforces_watches_revokes_records_and_survives_a_restart",
-    ) {
-        return;
-    }
+    );
     let node = Node::new(&[vec![ip(WEB)], vec![ip(DB)], vec![ip(PROBE)]]);
     node.serve(&[80, 5432], &[]);
     let dir = tempfile::tempdir().unwrap();

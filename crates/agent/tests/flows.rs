@@ -92,10 +92,9 @@ fn has(
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn kernel_verdicts_become_records_with_policies() {
-    if !palisade_dataplane::root_tests_possible("kernel_verdicts_become_records_with_policies") {
-        return;
-    }
+    palisade_dataplane::require_root_tests("kernel_verdicts_become_records_with_policies");
     // probe → web:80 allowed both sides; probe → db:5432 denied by probe's egress; web → db
     // allowed: web's egress is open, db admits web.
     let (records, opened) = logged(
@@ -177,11 +176,9 @@ fn kernel_verdicts_become_records_with_policies() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn audit_mode_accepts_and_records_what_it_would_drop() {
-    if !palisade_dataplane::root_tests_possible("audit_mode_accepts_and_records_what_it_would_drop")
-    {
-        return;
-    }
+    palisade_dataplane::require_root_tests("audit_mode_accepts_and_records_what_it_would_drop");
     let (records, opened) = logged(true, &[("10.2.0.1", "10.1.0.2", 5432)]);
     assert_eq!(opened, [true]);
     assert!(has(

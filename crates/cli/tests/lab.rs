@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_palisade");
 
-fn can_run() -> bool {
-    common::can_run_lab("the lab CLI tests")
+fn require_lab() {
+    common::require_lab("the lab CLI tests");
 }
 
 fn state_dir() -> PathBuf {
@@ -124,10 +124,9 @@ fn path(p: &Path) -> &str {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn unprotected_lab_measures_exactly_the_matrix_of_a_cluster_without_policies() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     let manifests = Manifests::abc("open", "");
     let dir = &manifests.0;
     let guard = Lab::new("cli-open");
@@ -150,10 +149,9 @@ fn unprotected_lab_measures_exactly_the_matrix_of_a_cluster_without_policies() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn compare_reports_each_difference_and_fails_when_nothing_enforces_a_policy() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     let manifests = Manifests::abc("deny", DENY_X_INGRESS);
     let dir = &manifests.0;
     let guard = Lab::new("cli-deny");
@@ -181,10 +179,9 @@ fn compare_reports_each_difference_and_fails_when_nothing_enforces_a_policy() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn interrupting_up_leaves_a_complete_lab_or_nothing() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     let mut text = String::new();
     for i in 0..12 {
         text += &pod("x", &format!("p{i}"));
@@ -220,10 +217,9 @@ fn interrupting_up_leaves_a_complete_lab_or_nothing() {
 /// With the agent enforcing, measurement equals analysis for the expense example (DNS pod,
 /// outside API host).
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn agent_enforced_lab_matches_the_analysis_of_the_expense_example() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/expense");
     let guard = Lab::new("cli-agent");
     let up = lab("up", "cli-agent", &[path(&example)]);

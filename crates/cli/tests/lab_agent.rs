@@ -34,8 +34,8 @@ const OPTIONS: RenderOptions = RenderOptions {
     log_group: 100,
 };
 
-fn can_run() -> bool {
-    common::can_run_lab("the lab agent tests")
+fn require_lab() {
+    common::require_lab("the lab agent tests");
 }
 
 fn pods() -> String {
@@ -171,10 +171,9 @@ fn detector_sees_an_open_pair(lab: &Lab) {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn replies_need_no_reverse_rule() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     // x/a admits nothing and x/b may send nothing: replies of a -> b would be denied if they
     // were evaluated as connections.
     let closed = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
@@ -221,10 +220,9 @@ fn replies_need_no_reverse_rule() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn policy_updates_under_load_leak_no_denied_connection() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     const UPDATES: usize = 100;
     // Both versions deny c -> b:81 but differ elsewhere, so every update replaces the table.
     let versions = [
@@ -263,10 +261,9 @@ fn agent_process(lab: &Lab, index: usize) -> (i32, Vec<String>) {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn agent_restarts_never_let_a_denied_connection_through() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     let lab = Lab::start("rst", &(pods() + &b_admits(&[("a", 80)])));
     let (c, _) = lab.pod("c");
     let (_, b) = lab.pod("b");
@@ -327,10 +324,9 @@ fn agent_restarts_never_let_a_denied_connection_through() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn a_change_that_denies_an_established_connection_cuts_it() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     let lab = Lab::start("rev", &(pods() + &b_admits(&[("a", 80)])));
     let (a, _) = lab.pod("a");
     let (_, b) = lab.pod("b");
@@ -393,10 +389,9 @@ fn a_change_that_denies_an_established_connection_cuts_it() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn flow_records_and_metrics_name_verdicts_and_policies() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     let lab = Lab::start("flw", &(pods() + &b_admits(&[("a", 80)])));
     let (a, _) = lab.pod("a");
     let (c, _) = lab.pod("c");
@@ -528,10 +523,9 @@ fn raw_delivered(
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn isolation_holds_for_every_ip_protocol_and_the_pods_own_node() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     let manifests = pods() + &b_admits(&[("c", 81)]) + A_EGRESS;
     let lab = Lab::start("atk", &manifests);
     let (a, a_addr) = lab.pod("a");
@@ -595,10 +589,9 @@ fn isolation_holds_for_every_ip_protocol_and_the_pods_own_node() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn a_pod_cannot_send_from_an_address_not_its_own() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     // No policy at all: a -> anything is open, so only the source check can stop a datagram.
     let lab = Lab::start("spf", &pods());
     let (a, a_addr) = lab.pod("a");
@@ -641,10 +634,9 @@ fn cpu_seconds(pid: i32) -> f64 {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn a_flood_of_denied_packets_is_logged_within_limits() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     const FLOOD: Duration = Duration::from_secs(10);
     let lab = Lab::start("fld", &(pods() + &b_admits(&[("c", 81)])));
     let (a, _) = lab.pod("a");
@@ -706,10 +698,9 @@ fn a_flood_of_denied_packets_is_logged_within_limits() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn probe_compare_right_after_a_change_waits_for_the_agents() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     let lab = Lab::start("cmp", &(pods() + &b_admits(&[("a", 80)])));
     // Written, not waited for: the comparison must not catch the agents half way.
     write(&lab.manifests, &(pods() + &b_admits(&[("c", 81)])));

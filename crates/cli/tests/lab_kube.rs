@@ -37,9 +37,7 @@ fn script() -> PathBuf {
 }
 
 fn can_run() -> bool {
-    if !common::can_run_lab("the lab tests on the API server") {
-        return false;
-    }
+    common::require_lab("the lab tests on the API server");
     let cached = Command::new(script())
         .arg("build")
         .env("PALISADE_KUBE_ONLY_CACHED", "1")
@@ -240,6 +238,7 @@ impl Drop for KubeLab {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn policies_applied_through_the_api_are_enforced_as_analysed() {
     if !can_run() {
         return;
@@ -265,6 +264,7 @@ fn policies_applied_through_the_api_are_enforced_as_analysed() {
 /// (same objects, same table, whatever order the watches delivered them in) and keeps it: no
 /// new generation, no moment without rules.
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn a_restarted_agent_adopts_its_table() {
     if !can_run() {
         return;
@@ -323,6 +323,7 @@ fn a_restarted_agent_adopts_its_table() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn policy_updates_through_the_api_under_load_leak_no_denied_connection() {
     if !can_run() {
         return;
@@ -343,6 +344,7 @@ fn policy_updates_through_the_api_under_load_leak_no_denied_connection() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn an_api_server_away_for_30_seconds_keeps_the_rules_and_what_changed_meanwhile_is_enforced() {
     if !can_run() {
         return;
@@ -396,6 +398,7 @@ fn an_api_server_away_for_30_seconds_keeps_the_rules_and_what_changed_meanwhile_
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn an_api_server_stopped_for_30_seconds_keeps_the_rules_and_the_agents_catch_up() {
     if !can_run() {
         return;
@@ -436,6 +439,7 @@ fn an_api_server_stopped_for_30_seconds_keeps_the_rules_and_the_agents_catch_up(
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn an_agent_whose_role_lacks_a_verb_fails_naming_it() {
     if !can_run() {
         return;

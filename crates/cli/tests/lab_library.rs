@@ -14,8 +14,8 @@ use palisade_lab::{
 use std::path::PathBuf;
 use std::process::Command;
 
-fn can_run() -> bool {
-    common::can_run_lab("the lab library tests")
+fn require_lab() {
+    common::require_lab("the lab library tests");
 }
 
 fn state_root() -> PathBuf {
@@ -173,10 +173,9 @@ fn down_and_check(name: &str, state: &LabState) {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn lab_without_policies_connects_every_pair_and_matches_analysis() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     let name = "t-open";
     let _guard = Guard::new(name);
     let cluster = cluster(vec![]);
@@ -195,10 +194,9 @@ fn lab_without_policies_connects_every_pair_and_matches_analysis() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn unprotected_lab_measures_the_no_policy_matrix_including_outside_hosts() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     let name = "t-noagent";
     let _guard = Guard::new(name);
     let with_policies = cluster(policies());
@@ -264,10 +262,9 @@ fn unprotected_lab_measures_the_no_policy_matrix_including_outside_hosts() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn parallel_labs_with_the_same_addresses_do_not_collide() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     let _guards = [Guard::new("t-par1"), Guard::new("t-par2")];
     let cluster = cluster(vec![]);
     let plan = plan(&Analysis::new(cluster), 2).unwrap();
@@ -296,10 +293,9 @@ fn parallel_labs_with_the_same_addresses_do_not_collide() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn failure_during_up_removes_everything_it_created() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     let name = "t-fail";
     let _guard = Guard::new(name);
     let plan = plan(&Analysis::new(cluster(vec![])), 2).unwrap();
@@ -330,10 +326,9 @@ fn failure_during_up_removes_everything_it_created() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn a_second_lab_with_the_same_name_is_refused_and_the_first_survives() {
-    if !can_run() {
-        return;
-    }
+    require_lab();
     let name = "t-twice";
     let _guard = Guard::new(name);
     let plan = plan(&Analysis::new(cluster(vec![])), 2).unwrap();
@@ -369,11 +364,9 @@ fn assert_sealed(name: &str) {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn prober_sees_what_a_node_drops_and_the_lab_is_sealed() {
-    if !can_run() || Command::new("nft").arg("-v").output().is_err() {
-        palisade_dataplane::say_skipped("needs nft");
-        return;
-    }
+    require_lab();
     let name = "t-drop";
     let _guard = Guard::new(name);
     let mut cluster = cluster(vec![]);
@@ -442,11 +435,9 @@ fn sctp_pod(ns: &str, name: &str) -> String {
 /// policies deny some of them. The expense example has a DNS pod and an outside API host; the
 /// SCTP set is probed with raw INIT / INIT-ACK through the agents' conntrack rules.
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn agents_enforce_exactly_the_analysis() {
-    if !can_run() || Command::new("nft").arg("-v").output().is_err() {
-        palisade_dataplane::say_skipped("needs nft");
-        return;
-    }
+    require_lab();
     let sctp_dir = std::env::temp_dir().join(format!("palisade-lab-sctp-{}", std::process::id()));
     std::fs::create_dir_all(&sctp_dir).unwrap();
     let text = SCTP_CLUSTER.to_string()

@@ -5,16 +5,14 @@
 
 mod common;
 
-use common::browser::Browser;
+use common::browser::{Browser, wait_for};
 use common::serve::{Served, append_flows, flow_record};
 use fantoccini::{Client, Locator};
 use palisade_agent::Verdict;
 use serde_json::Value;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/expense");
-const WAIT: Duration = Duration::from_secs(20);
 
 fn api(served: &Served, path: &str, body: Option<&str>) -> Value {
     let agent = ureq::Agent::new_with_defaults();
@@ -23,15 +21,6 @@ fn api(served: &Served, path: &str, body: Option<&str>) -> Value {
         None => agent.get(&served.url(path)).call().unwrap(),
     };
     response.body_mut().read_json().unwrap()
-}
-
-async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
 }
 
 async fn screenshot(client: &Client, name: &str) {
@@ -221,38 +210,5 @@ async fn the_page_draws_explains_compares_and_streams() {
         "{row}"
     );
     screenshot(&client, "flows").await;
-    client.close().await.unwrap();
-}
-
-/// Seconds from asking for the page to its first drawn graph, for `scripts/bench-web.sh`.
-/// Not a pass/fail test: it prints figures (`--ignored --nocapture`).
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "a benchmark: scripts/bench-web.sh runs it"]
-async fn page_load_times() {
-    let Some(browser) = Browser::start("page load figures") else {
-        return;
-    };
-    let inputs: Vec<String> = std::env::var("PALISADE_WEB_INPUTS")
-        .map(|v| v.split(':').map(str::to_string).collect())
-        .unwrap_or_else(|_| vec![EXAMPLE.to_string()]);
-    let client = browser.open().await;
-    for input in inputs {
-        let served = Served::start(&[Path::new(&input)], None);
-        let mut times = Vec::new();
-        for _ in 0..5 {
-            client.goto("about:blank").await.unwrap();
-            let started = Instant::now();
-            client.goto(&served.url("/")).await.unwrap();
-            wait_for(&client, "body[data-ready='1']").await;
-            times.push(started.elapsed().as_secs_f64());
-        }
-        let first = times[0];
-        times.sort_by(f64::total_cmp);
-        let nodes = client.find_all(Locator::Css("g.node")).await.unwrap().len();
-        println!(
-            "{input}: median {:.3} s, best {:.3} s, worst {:.3} s, first {first:.3} s (the server builds the view then), {nodes} nodes drawn",
-            times[2], times[0], times[4]
-        );
-    }
     client.close().await.unwrap();
 }

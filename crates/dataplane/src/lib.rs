@@ -30,7 +30,7 @@ mod render;
 mod table;
 
 pub use links::pod_interfaces;
-pub use netns::{Netns, can_run_root_tests, root_tests_possible, say_skipped};
+pub use netns::{Netns, require_root_tests, say_skipped};
 pub use nft::{Applied, Error, Nft, Runner, TableState};
 pub use render::{ChainIndex, ChainKey, LogTag, RenderOptions, Ruleset, render};
 pub use table::{Stamp, TABLE};

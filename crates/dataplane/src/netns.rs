@@ -66,20 +66,17 @@ impl Drop for Netns {
     }
 }
 
-/// True when this process may create namespaces and `nft` exists: root tests run only then.
-pub fn can_run_root_tests() -> bool {
+/// For a root-only test, which is `#[ignore]`d so that a plain `cargo test` lists it as ignored:
+/// run on request (`--include-ignored`) without root or nft, it fails saying so instead of
+/// passing without having run.
+pub fn require_root_tests(what: &str) {
     let root = nix::unistd::Uid::effective().is_root();
     let nft = Runner::here().run("nft", &["--version"], None).is_ok();
-    root && nft
-}
-
-/// For a root-only test: whether it can run here; when not, says SKIPPED (naming `what`).
-pub fn root_tests_possible(what: &str) -> bool {
-    let possible = can_run_root_tests();
-    if !possible {
-        say_skipped(&format!("{what} needs root and nft"));
-    }
-    possible
+    assert!(
+        root && nft,
+        "{what} needs root and nft (root: {root}, nft: {nft}); without them run plain \
+         `cargo test`, which lists it as ignored"
+    );
 }
 
 /// `SKIPPED: …` on the terminal. Written to stderr itself: the test harness captures only

@@ -10,8 +10,8 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-fn skip() -> bool {
-    !palisade_dataplane::root_tests_possible("the enforcement tests")
+fn require_root() {
+    palisade_dataplane::require_root_tests("the enforcement tests");
 }
 
 fn shop_node(analysis: &Analysis) -> Node {
@@ -30,10 +30,9 @@ fn enforced_shop() -> (Analysis, Ruleset, Node, Nft) {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn real_connections_equal_the_engine_and_replies_need_no_rule() {
-    if skip() {
-        return;
-    }
+    require_root();
     let (analysis, ruleset, node, nft) = enforced_shop();
     let state = nft.current().unwrap().expect("table loaded");
     assert_eq!(state.written_by_agent, Some((1, ruleset.digest)));
@@ -112,10 +111,9 @@ fn shop_without_probe_policy() -> palisade_dataplane::Ruleset {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn updates_under_load_leak_no_denied_connection() {
-    if skip() {
-        return;
-    }
+    require_root();
     let (analysis, ruleset, node, nft) = enforced_shop();
     // ops/probe may not reach shop/db: db admits only web.
     let (probe_ip, db_ip): (IpAddr, IpAddr) =
@@ -197,10 +195,9 @@ fn updates_under_load_leak_no_denied_connection() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn revocation_stops_an_established_connection() {
-    if skip() {
-        return;
-    }
+    require_root();
     let (_, _, node, nft) = enforced_shop();
     // ops/probe → shop/web:80 is allowed now.
     let (probe_ip, web_ip): (IpAddr, IpAddr) =
@@ -246,10 +243,9 @@ fn revocation_stops_an_established_connection() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn removing_the_table_leaves_nothing() {
-    if skip() {
-        return;
-    }
+    require_root();
     let (_, _, ruleset) = common::compile(common::shop(), false);
     let ns = palisade_dataplane::Netns::create("palisade-t").unwrap();
     let nft = Nft::new(ns.runner());
@@ -312,10 +308,9 @@ fn listing(nft_ns: &Netns) -> Vec<String> {
 /// Every change between tables of one node (pods and policies come and go, ports and peers
 /// change, audit mode toggles) leaves exactly the table that loading the new one whole does.
 #[test]
+#[ignore = "needs root, iproute2 and nft: as root, cargo test -- --include-ignored"]
 fn changes_leave_the_table_a_replace_loads() {
-    if skip() {
-        return;
-    }
+    require_root();
     let mut tables: Vec<(&str, Ruleset)> = vec![("shop", common::compile(common::shop(), false).2)];
     tables.push(("no probe policy", shop_without_probe_policy()));
     let mut cluster = common::shop();

@@ -98,7 +98,7 @@ fn hand_worked_policy_edits() {
     let port_named = allow_web_to_api("{port: http}");
     let port_range = allow_web_to_api("{port: 8080, endPort: 8090}");
     let everything = "all ports";
-    let table: Vec<Case> = vec![
+    let table: Vec<Case<'_>> = vec![
         (
             // Every pod becomes ingress-isolated with no rule: all 6 pod pairs and the outside
             // lose every port; loopback stays.

@@ -1,7 +1,7 @@
 //! Debian's Chromium driven through WebDriver (chromedriver), headless, as the page's users
 //! would see it.
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// How long a page may take to show what a test waits for.
+const WAIT: Duration = Duration::from_secs(20);
 
 /// A chromedriver process; stopped when dropped.
 pub struct Browser {
@@ -97,4 +99,14 @@ impl Drop for Browser {
             .arg(self.profile.path())
             .status();
     }
+}
+
+/// The element `css` finds once the page shows it (within [`WAIT`]).
+pub async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
 }
