@@ -145,15 +145,7 @@ fn exit_code(had_errors: bool) -> ExitCode {
 
 fn nodes(analysis: &Analysis, connectivity: &Connectivity, args: &MatrixArgs) -> Vec<Node> {
     let cluster = analysis.cluster();
-    let rule_ports = analysis.mentioned_ports(false);
-    let external_ports = {
-        let ports = analysis.mentioned_ports(true);
-        if ports.is_empty() {
-            rule_ports.clone()
-        } else {
-            ports
-        }
-    };
+    let probe = analysis.ports_to_probe();
     let choose = |declared: Vec<(u16, Protocol)>| -> Vec<(u16, Protocol)> {
         let mut ports: Vec<(u16, Protocol)> = if !args.port.is_empty() {
             let protocols = if args.protocol.is_empty() {
@@ -180,11 +172,7 @@ fn nodes(analysis: &Analysis, connectivity: &Connectivity, args: &MatrixArgs) ->
         .iter()
         .enumerate()
         .map(|(id, ep)| {
-            let declared: Vec<(u16, Protocol)> = if ep.ports.is_empty() {
-                rule_ports.iter().copied().collect()
-            } else {
-                ep.ports.iter().map(|p| (p.port, p.protocol)).collect()
-            };
+            let declared: Vec<(u16, Protocol)> = probe.for_endpoint(ep).into_iter().collect();
             Node {
                 name: format!("{}/{}", ep.namespace, ep.name),
                 group: ep.namespace.clone(),
@@ -201,7 +189,7 @@ fn nodes(analysis: &Analysis, connectivity: &Connectivity, args: &MatrixArgs) ->
                 group: "outside the cluster".to_string(),
                 subject: Subject::External(range.first),
                 key: EngineNode::External(index),
-                ports: choose(external_ports.iter().copied().collect()),
+                ports: choose(probe.for_outside().iter().copied().collect()),
             });
         }
     }

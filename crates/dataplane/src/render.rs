@@ -3,7 +3,7 @@
 use crate::table::{ChainDef, Element, Fnv1a, SetDef, SetKind, Stamp, Table};
 use palisade_engine::{
     Analysis, ChainId, Direction, IpRange, Isolation, NodeProgram, PortMatch, PortSet, Protocol,
-    RuleId, ip_to_u128, u128_to_ip,
+    RuleId, ip_to_u128,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -428,10 +428,7 @@ impl<'a> Renderer<'a> {
             let mut entries = Vec::new();
             let mut port_pieces = BTreeSet::new();
             for (first, last, ports) in &table {
-                let addr = IpRange {
-                    first: u128_to_ip(*first, family.v4),
-                    last: u128_to_ip(*last, family.v4),
-                };
+                let addr = IpRange::from_numbers(*first, *last, family.v4);
                 for &(lo, hi) in ports {
                     port_pieces.insert((lo, hi));
                     for (protocol, port) in port_key_elements(lo, hi) {
@@ -630,11 +627,7 @@ impl ChainIndex {
     /// rendered rule by rule, each logging under its own id).
     pub fn new(program: &NodeProgram, chain: ChainId) -> Self {
         let tables = FAMILIES.map(|family| {
-            let whole = if family.v4 {
-                (0, u128::from(u32::MAX))
-            } else {
-                (0, u128::MAX)
-            };
+            let whole = IpRange::everything(family.v4).numbers();
             let rules: Vec<(RuleId, Vec<(u128, u128)>)> = program.chains[chain]
                 .rules
                 .iter()
@@ -642,7 +635,7 @@ impl ChainIndex {
                     let ranges = match &program.rules[r].peers {
                         None => vec![whole],
                         Some(peers) => in_family(peers.iter(), family)
-                            .map(|r| (ip_to_u128(r.first), ip_to_u128(r.last)))
+                            .map(IpRange::numbers)
                             .collect(),
                     };
                     (r, ranges)

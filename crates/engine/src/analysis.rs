@@ -1,16 +1,16 @@
 //! The compiled form of a cluster: endpoints grouped into classes that no policy can tell apart,
 //! each class indexed by the policies that isolate it, so that a decision never re-evaluates
-//! every selector of the cluster.
+//! every selector of the cluster. Lookups by name and address, and the questions lint and
+//! explanations ask about one policy, live here; decisions in [`crate::decide`].
 
+use crate::classes::{Class, classify, direction_slot};
 use crate::model::{
-    Cluster, Direction, Endpoint, EndpointKind, IpBlock, Namespace, NamespaceScope, NetworkPolicy,
-    Peer, PortRef, PortRule, Rule,
+    Cluster, Direction, Endpoint, EndpointKind, Namespace, NetworkPolicy, Peer, PortRef,
 };
-use crate::ports::{PortSet, Protocol};
+use crate::ports::Protocol;
+use crate::rules;
 use crate::selector::Labels;
-use rustc_hash::FxHashMap;
-use serde::Serialize;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 pub type PolicyId = usize;
@@ -24,159 +24,6 @@ pub enum Subject {
     External(IpAddr),
 }
 
-/// Points at the rule, peer and port entry that admitted a connection. `peer`/`port` are `None`
-/// when the rule has no peers (admits every peer) or no ports (admits every port).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct RuleRef {
-    pub policy: PolicyId,
-    pub direction: Direction,
-    pub rule: usize,
-    pub peer: Option<usize>,
-    pub port: Option<usize>,
-}
-
-/// What one side (the source's egress or the destination's ingress) says about a connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SideVerdict {
-    /// The connection is from a pod to itself: it never leaves the pod's network namespace.
-    Loopback,
-    /// Outside addresses and hostNetwork pods are not subject to NetworkPolicy.
-    NotGoverned,
-    /// No policy with this direction selects the pod.
-    NotIsolated,
-    Admitted {
-        isolating: Vec<PolicyId>,
-        by: Vec<RuleRef>,
-    },
-    NoRuleAdmits {
-        isolating: Vec<PolicyId>,
-    },
-}
-
-impl SideVerdict {
-    pub fn allows(&self) -> bool {
-        !matches!(self, SideVerdict::NoRuleAdmits { .. })
-    }
-}
-
-/// The answer to "may SRC open this connection to DST?", with both sides' reasons. Replies of an
-/// allowed connection are never evaluated: NetworkPolicy is connection-stateful.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    pub egress: SideVerdict,
-    pub ingress: SideVerdict,
-}
-
-/// A stretch of outside address space that every ipBlock treats alike, so one representative
-/// address answers for all of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExternalRange {
-    pub first: IpAddr,
-    pub last: IpAddr,
-}
-
-impl ExternalRange {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        ip.is_ipv4() == self.first.is_ipv4()
-            && (ip_to_u128(self.first)..=ip_to_u128(self.last)).contains(&ip_to_u128(ip))
-    }
-
-    /// `a.b.c.d/n` when the range is exactly one prefix, `first-last` otherwise.
-    pub fn label(&self) -> String {
-        let (first, last) = (ip_to_u128(self.first), ip_to_u128(self.last));
-        let bits: u32 = if self.first.is_ipv4() { 32 } else { 128 };
-        let host_bits = match (last - first).checked_add(1) {
-            None => Some(128),
-            Some(size) if size.is_power_of_two() && first % size == 0 => {
-                Some(size.trailing_zeros())
-            }
-            Some(_) => None,
-        };
-        match host_bits {
-            Some(host_bits) => format!("{}/{}", self.first, bits - host_bits),
-            None => format!("{}-{}", self.first, self.last),
-        }
-    }
-}
-
-/// Endpoints that share namespace, labels, ports, host networking and the set of ipBlocks their
-/// addresses fall in: every policy decision about one holds for all.
-#[derive(Debug)]
-pub(crate) struct Class {
-    pub(crate) representative: EndpointId,
-    pub(crate) namespace: usize,
-    /// Policies that select the class and isolate it, per direction (ingress, egress).
-    pub(crate) isolating: [Vec<PolicyId>; 2],
-}
-
-#[derive(Hash, PartialEq, Eq)]
-struct ClassKey<'a> {
-    namespace: usize,
-    labels: &'a Labels,
-    ports: &'a [crate::model::ContainerPort],
-    host_network: bool,
-    /// Per address, which ipBlocks contain it (as [`BlockMembership`] ids).
-    ip_blocks: Vec<usize>,
-}
-
-/// Which ipBlocks contain an address. Block boundaries cut the address space into stretches
-/// whose addresses every block treats alike, so membership is computed once per stretch that
-/// holds a pod, and pods are looked up by binary search instead of testing every block.
-struct BlockMembership<'a> {
-    blocks: Vec<&'a IpBlock>,
-    /// Sorted stretch starts, per family (IPv4, IPv6).
-    cuts: [Vec<u128>; 2],
-    by_stretch: FxHashMap<(bool, usize), usize>,
-    signatures: FxHashMap<Vec<usize>, usize>,
-}
-
-impl<'a> BlockMembership<'a> {
-    fn new(policies: &'a [NetworkPolicy]) -> Self {
-        let mut seen = HashSet::new();
-        let blocks: Vec<&IpBlock> = all_ip_blocks(policies)
-            .filter(|block| seen.insert(*block))
-            .collect();
-        let mut cuts = [vec![0u128], vec![0u128]];
-        for net in blocks
-            .iter()
-            .flat_map(|b| std::iter::once(&b.cidr).chain(&b.except))
-        {
-            let family = &mut cuts[usize::from(!matches!(net, ipnet::IpNet::V4(_)))];
-            family.push(ip_to_u128(net.network()));
-            if let Some(next) = ip_to_u128(net.broadcast()).checked_add(1) {
-                family.push(next);
-            }
-        }
-        for family in &mut cuts {
-            family.sort_unstable();
-            family.dedup();
-        }
-        Self {
-            blocks,
-            cuts,
-            by_stretch: FxHashMap::default(),
-            signatures: FxHashMap::default(),
-        }
-    }
-
-    fn signature(&mut self, ip: IpAddr) -> usize {
-        let v4 = ip.is_ipv4();
-        let cuts = &self.cuts[usize::from(!v4)];
-        let stretch = cuts.partition_point(|&c| c <= ip_to_u128(ip));
-        if let Some(&id) = self.by_stretch.get(&(v4, stretch)) {
-            return id;
-        }
-        let members: Vec<usize> = (0..self.blocks.len())
-            .filter(|&b| self.blocks[b].contains(ip))
-            .collect();
-        let next = self.signatures.len();
-        let id = *self.signatures.entry(members).or_insert(next);
-        self.by_stretch.insert((v4, stretch), id);
-        id
-    }
-}
-
 pub struct Analysis {
     pub(crate) cluster: Cluster,
     pub(crate) namespace_index: HashMap<String, usize>,
@@ -187,10 +34,34 @@ pub struct Analysis {
     endpoint_by_ip: HashMap<IpAddr, EndpointId>,
 }
 
-pub(crate) fn direction_slot(direction: Direction) -> usize {
-    match direction {
-        Direction::Ingress => 0,
-        Direction::Egress => 1,
+/// The ports to ask about, per destination ([`Analysis::ports_to_probe`]).
+#[derive(Clone, Debug)]
+pub struct ProbePorts {
+    /// Numeric ports that any rule names.
+    mentioned: BTreeSet<(u16, Protocol)>,
+    /// Numeric ports of rules with an ipBlock peer, or `mentioned` when there are none.
+    outside: BTreeSet<(u16, Protocol)>,
+}
+
+impl ProbePorts {
+    /// For an endpoint: its declared container ports, or, when it declares none, the numeric
+    /// ports the rules mention.
+    pub fn for_endpoint(&self, endpoint: &Endpoint) -> BTreeSet<(u16, Protocol)> {
+        if endpoint.ports.is_empty() {
+            self.mentioned.clone()
+        } else {
+            endpoint
+                .ports
+                .iter()
+                .map(|p| (p.port, p.protocol))
+                .collect()
+        }
+    }
+
+    /// For an outside range: the ports of rules with an ipBlock peer, or every mentioned port
+    /// when no rule has one.
+    pub fn for_outside(&self) -> &BTreeSet<(u16, Protocol)> {
+        &self.outside
     }
 }
 
@@ -203,59 +74,7 @@ impl Analysis {
             .enumerate()
             .map(|(i, ns)| (ns.name.clone(), i))
             .collect();
-
-        let mut membership = BlockMembership::new(&cluster.policies);
-
-        let mut class_of_key: FxHashMap<ClassKey<'_>, ClassId> = FxHashMap::default();
-        let mut classes = Vec::new();
-        let mut endpoint_class = Vec::with_capacity(cluster.endpoints.len());
-        for (id, ep) in cluster.endpoints.iter().enumerate() {
-            let key = ClassKey {
-                namespace: namespace_index[&ep.namespace],
-                labels: &ep.labels,
-                ports: &ep.ports,
-                host_network: ep.host_network,
-                ip_blocks: {
-                    let mut ids: Vec<usize> =
-                        ep.ips.iter().map(|ip| membership.signature(*ip)).collect();
-                    ids.sort_unstable();
-                    ids.dedup();
-                    ids
-                },
-            };
-            let namespace = key.namespace;
-            let class = *class_of_key.entry(key).or_insert_with(|| {
-                classes.push(Class {
-                    representative: id,
-                    namespace,
-                    isolating: [Vec::new(), Vec::new()],
-                });
-                classes.len() - 1
-            });
-            endpoint_class.push(class);
-        }
-        drop(class_of_key);
-
-        let mut classes_by_namespace: Vec<Vec<ClassId>> = vec![Vec::new(); namespace_index.len()];
-        for (id, class) in classes.iter().enumerate() {
-            classes_by_namespace[class.namespace].push(id);
-        }
-        for (policy_id, policy) in cluster.policies.iter().enumerate() {
-            let ns = namespace_index[&policy.namespace];
-            for &class_id in &classes_by_namespace[ns] {
-                let class = &mut classes[class_id];
-                let rep = &cluster.endpoints[class.representative];
-                if rep.host_network || !policy.pod_selector.matches(&rep.labels) {
-                    continue;
-                }
-                for direction in [Direction::Ingress, Direction::Egress] {
-                    if policy.isolates(direction) {
-                        class.isolating[direction_slot(direction)].push(policy_id);
-                    }
-                }
-            }
-        }
-
+        let (classes, endpoint_class) = classify(&cluster, &namespace_index);
         let endpoint_by_name = cluster
             .endpoints
             .iter()
@@ -339,6 +158,20 @@ impl Analysis {
         self.classes.len()
     }
 
+    /// The endpoint a subject is, `None` for an outside address: how the rules see a
+    /// destination.
+    pub(crate) fn endpoint_of(&self, subject: Subject) -> Option<&Endpoint> {
+        match subject {
+            Subject::Endpoint(id) => Some(&self.cluster.endpoints[id]),
+            Subject::External(_) => None,
+        }
+    }
+
+    /// The labels of an endpoint's namespace.
+    pub(crate) fn namespace_labels(&self, endpoint: &Endpoint) -> &Labels {
+        &self.cluster.namespaces[self.namespace_index[&endpoint.namespace]].labels
+    }
+
     /// Policies that select the endpoint and isolate it in `direction`; empty: not isolated.
     pub fn isolating_policies(&self, endpoint: EndpointId, direction: Direction) -> &[PolicyId] {
         &self.classes[self.endpoint_class[endpoint]].isolating[direction_slot(direction)]
@@ -347,10 +180,8 @@ impl Analysis {
     /// Endpoints whose pods the policy's podSelector selects.
     pub fn selected_endpoints(&self, policy: PolicyId) -> Vec<EndpointId> {
         let p = &self.cluster.policies[policy];
-        let namespace = self.namespace_index[&p.namespace];
         self.endpoints_of_classes(|class| {
-            let rep = &self.cluster.endpoints[class.representative];
-            class.namespace == namespace && !rep.host_network && p.pod_selector.matches(&rep.labels)
+            rules::selects(p, &self.cluster.endpoints[class.representative])
         })
     }
 
@@ -360,6 +191,18 @@ impl Analysis {
         self.endpoints_of_classes(|class| {
             self.peer_matches(p, peer, Subject::Endpoint(class.representative))
         })
+    }
+
+    /// Whether `peer` of `policy` matches `other` ([`rules::peer_matches_endpoint`],
+    /// [`rules::peer_matches_outside`]).
+    pub(crate) fn peer_matches(&self, policy: &NetworkPolicy, peer: &Peer, other: Subject) -> bool {
+        match other {
+            Subject::External(ip) => rules::peer_matches_outside(peer, ip),
+            Subject::Endpoint(id) => {
+                let ep = &self.cluster.endpoints[id];
+                rules::peer_matches_endpoint(peer, &policy.namespace, ep, self.namespace_labels(ep))
+            }
+        }
     }
 
     /// Members of the classes `keep` accepts, ascending: a class decides for all its members,
@@ -376,81 +219,8 @@ impl Analysis {
         ids
     }
 
-    /// The full decision with reasons, for one connection.
-    ///
-    /// Evaluation order is the one ClusterNetworkPolicy will extend: an Admin tier would be
-    /// consulted before the NetworkPolicy sides below, a Baseline tier after them.
-    pub fn decide(&self, src: Subject, dst: Subject, protocol: Protocol, port: u16) -> Decision {
-        if self.is_loopback(src, dst) {
-            return Decision {
-                allowed: true,
-                egress: SideVerdict::Loopback,
-                ingress: SideVerdict::Loopback,
-            };
-        }
-        let egress = self.side_verdict(Direction::Egress, src, dst, protocol, port);
-        let ingress = self.side_verdict(Direction::Ingress, dst, src, protocol, port);
-        Decision {
-            allowed: egress.allows() && ingress.allows(),
-            egress,
-            ingress,
-        }
-    }
-
-    /// Every (protocol, port) on which `src` may open a connection to `dst`.
-    pub fn allowed_ports(&self, src: Subject, dst: Subject) -> PortSet {
-        if self.is_loopback(src, dst) {
-            return PortSet::all();
-        }
-        let egress = self.side_ports(Direction::Egress, src, dst);
-        let ingress = self.side_ports(Direction::Ingress, dst, src);
-        match (egress, ingress) {
-            (None, None) => PortSet::all(),
-            (Some(e), None) => e,
-            (None, Some(i)) => i,
-            (Some(e), Some(i)) => e.intersection(&i),
-        }
-    }
-
-    /// Outside address ranges that every ipBlock of the cluster treats alike, for the families
-    /// the policies mention. One representative address of each decides for the whole range.
-    pub fn external_ranges(&self) -> Vec<ExternalRange> {
-        let mut membership = BlockMembership::new(&self.cluster.policies);
-        let mut out = Vec::new();
-        for v4 in [true, false] {
-            let max = if v4 { u128::from(u32::MAX) } else { u128::MAX };
-            let cuts: Vec<u128> = membership.cuts[usize::from(!v4)]
-                .iter()
-                .copied()
-                .filter(|&c| c <= max)
-                .collect();
-            // Only the start (0) means no ipBlock of this family: nothing to tell apart.
-            if cuts.len() < 2 {
-                continue;
-            }
-            // Adjacent stretches that the same blocks contain are one range.
-            let mut current: Option<(u128, usize)> = None;
-            for &start in &cuts {
-                let signature = membership.signature(u128_to_ip(start, v4));
-                match current {
-                    Some((_, known)) if known == signature => {}
-                    Some((first, _)) => {
-                        out.push(range(first, start - 1, v4));
-                        current = Some((start, signature));
-                    }
-                    None => current = Some((start, signature)),
-                }
-            }
-            if let Some((first, _)) = current {
-                out.push(range(first, max, v4));
-            }
-        }
-        out
-    }
-
-    /// Numeric ports that policy rules name (the first port of a range): what to ask about
-    /// destinations that declare no ports. With `ip_block_rules_only`, only rules that have an
-    /// ipBlock peer count. `matrix` and the lab both use it, so they list the same rows.
+    /// Numeric ports that policy rules name (the first port of a range). With
+    /// `ip_block_rules_only`, only rules that have an ipBlock peer count.
     pub fn mentioned_ports(&self, ip_block_rules_only: bool) -> BTreeSet<(u16, Protocol)> {
         self.cluster
             .policies
@@ -471,186 +241,17 @@ impl Analysis {
             .collect()
     }
 
-    /// A pod talking to itself: the traffic never leaves its network namespace.
-    pub fn is_loopback(&self, src: Subject, dst: Subject) -> bool {
-        matches!((src, dst), (Subject::Endpoint(a), Subject::Endpoint(b))
-            if a == b && self.cluster.endpoints[a].replicas <= 1)
-    }
-
-    /// The policies isolating `subject` in `direction`, or `None` when the subject is not
-    /// governed by NetworkPolicy at all (outside address, hostNetwork pod).
-    fn isolation(&self, subject: Subject, direction: Direction) -> Option<&[PolicyId]> {
-        match subject {
-            Subject::External(_) => None,
-            Subject::Endpoint(id) if self.cluster.endpoints[id].host_network => None,
-            Subject::Endpoint(id) => Some(self.isolating_policies(id, direction)),
-        }
-    }
-
-    fn side_verdict(
-        &self,
-        direction: Direction,
-        subject: Subject,
-        other: Subject,
-        protocol: Protocol,
-        port: u16,
-    ) -> SideVerdict {
-        let Some(isolating) = self.isolation(subject, direction) else {
-            return SideVerdict::NotGoverned;
-        };
-        if isolating.is_empty() {
-            return SideVerdict::NotIsolated;
-        }
-        let destination = match direction {
-            Direction::Ingress => subject,
-            Direction::Egress => other,
-        };
-        let mut by = Vec::new();
-        for &policy_id in isolating {
-            let policy = &self.cluster.policies[policy_id];
-            for (rule_index, rule) in policy.rules(direction).iter().enumerate() {
-                let Some(peer) = self.matching_peer(policy, rule, other) else {
-                    continue;
-                };
-                let Some(port_entry) = self.matching_port(rule, destination, protocol, port) else {
-                    continue;
-                };
-                by.push(RuleRef {
-                    policy: policy_id,
-                    direction,
-                    rule: rule_index,
-                    peer,
-                    port: port_entry,
-                });
-            }
-        }
-        let isolating = isolating.to_vec();
-        if by.is_empty() {
-            SideVerdict::NoRuleAdmits { isolating }
+    /// The ports to ask about per destination, so that `matrix` and the lab list the same rows
+    /// (the lab's comparison relies on it).
+    pub fn ports_to_probe(&self) -> ProbePorts {
+        let mentioned = self.mentioned_ports(false);
+        let outside = self.mentioned_ports(true);
+        let outside = if outside.is_empty() {
+            mentioned.clone()
         } else {
-            SideVerdict::Admitted { isolating, by }
-        }
-    }
-
-    /// `None` when not isolated in this direction; otherwise the ports its rules admit.
-    fn side_ports(
-        &self,
-        direction: Direction,
-        subject: Subject,
-        other: Subject,
-    ) -> Option<PortSet> {
-        let isolating = self.isolation(subject, direction)?;
-        if isolating.is_empty() {
-            return None;
-        }
-        let destination = match direction {
-            Direction::Ingress => subject,
-            Direction::Egress => other,
+            outside
         };
-        let mut ports = PortSet::empty();
-        for &policy_id in isolating {
-            let policy = &self.cluster.policies[policy_id];
-            for rule in policy.rules(direction) {
-                if self.matching_peer(policy, rule, other).is_some() {
-                    ports.union_with(&self.rule_ports(rule, destination));
-                }
-            }
-        }
-        Some(ports)
-    }
-
-    /// `Some(None)`: the rule admits every peer; `Some(Some(i))`: peer `i` matches.
-    fn matching_peer(
-        &self,
-        policy: &NetworkPolicy,
-        rule: &Rule,
-        other: Subject,
-    ) -> Option<Option<usize>> {
-        if rule.peers.is_empty() {
-            return Some(None);
-        }
-        rule.peers
-            .iter()
-            .position(|peer| self.peer_matches(policy, peer, other))
-            .map(Some)
-    }
-
-    fn peer_matches(&self, policy: &NetworkPolicy, peer: &Peer, other: Subject) -> bool {
-        match (peer, other) {
-            (Peer::IpBlock(block), Subject::External(ip)) => block.contains(ip),
-            (Peer::IpBlock(block), Subject::Endpoint(id)) => {
-                // As the upstream e2e suite expects: an ipBlock matches a pod by its address.
-                self.cluster.endpoints[id]
-                    .ips
-                    .iter()
-                    .any(|ip| block.contains(*ip))
-            }
-            (Peer::Pods { .. }, Subject::External(_)) => false,
-            (Peer::Pods { namespaces, pods }, Subject::Endpoint(id)) => {
-                let ep = &self.cluster.endpoints[id];
-                if ep.host_network {
-                    return false;
-                }
-                let namespace_ok = match namespaces {
-                    NamespaceScope::PolicyNamespace => ep.namespace == policy.namespace,
-                    NamespaceScope::Selected(selector) => {
-                        selector.selects_everything()
-                            || selector.matches(
-                                &self.cluster.namespaces[self.namespace_index[&ep.namespace]]
-                                    .labels,
-                            )
-                    }
-                };
-                namespace_ok && pods.matches(&ep.labels)
-            }
-        }
-    }
-
-    /// `Some(None)`: the rule admits every port; `Some(Some(i))`: port entry `i` matches.
-    fn matching_port(
-        &self,
-        rule: &Rule,
-        destination: Subject,
-        protocol: Protocol,
-        port: u16,
-    ) -> Option<Option<usize>> {
-        if rule.ports.is_empty() {
-            return Some(None);
-        }
-        rule.ports
-            .iter()
-            .position(|entry| {
-                self.port_entry_set(entry, destination)
-                    .contains(protocol, port)
-            })
-            .map(Some)
-    }
-
-    pub(crate) fn rule_ports(&self, rule: &Rule, destination: Subject) -> PortSet {
-        if rule.ports.is_empty() {
-            return PortSet::all();
-        }
-        let mut set = PortSet::empty();
-        for entry in &rule.ports {
-            set.union_with(&self.port_entry_set(entry, destination));
-        }
-        set
-    }
-
-    pub(crate) fn port_entry_set(&self, entry: &PortRule, destination: Subject) -> PortSet {
-        match &entry.port {
-            None => PortSet::all_of(entry.protocol),
-            Some(PortRef::Number(first)) => {
-                PortSet::range(entry.protocol, *first, entry.end_port.unwrap_or(*first))
-            }
-            Some(PortRef::Named(name)) => match destination {
-                // Named ports resolve on the destination pod; outside addresses declare none.
-                Subject::External(_) => PortSet::empty(),
-                Subject::Endpoint(id) => self.cluster.endpoints[id]
-                    .named_port(name, entry.protocol)
-                    .map_or_else(PortSet::empty, |p| PortSet::range(entry.protocol, p, p)),
-            },
-        }
+        ProbePorts { mentioned, outside }
     }
 }
 
@@ -669,37 +270,51 @@ fn add_implicit_namespaces(cluster: &mut Cluster) {
     }
 }
 
-fn all_ip_blocks(policies: &[NetworkPolicy]) -> impl Iterator<Item = &IpBlock> {
-    policies
-        .iter()
-        .flat_map(|p| p.ingress.iter().chain(&p.egress))
-        .flat_map(|r| &r.peers)
-        .filter_map(|peer| match peer {
-            Peer::IpBlock(block) => Some(block),
-            Peer::Pods { .. } => None,
-        })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Rule;
+    use crate::ports::Protocol::{Tcp, Udp};
+    use crate::testing::{block, pod, pods_peer, policy, port};
 
-/// An address as a number, for interval arithmetic over one family.
-pub fn ip_to_u128(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => u128::from(v6),
+    fn numbered(protocol: Protocol, first: u16) -> crate::model::PortRule {
+        port(protocol, Some(PortRef::Number(first)), None)
     }
-}
 
-/// The inverse of [`ip_to_u128`]; with `v4`, only the low 32 bits are meaningful.
-pub fn u128_to_ip(value: u128, v4: bool) -> IpAddr {
-    if v4 {
-        IpAddr::V4(std::net::Ipv4Addr::from(value as u32))
-    } else {
-        IpAddr::V6(std::net::Ipv6Addr::from(value))
-    }
-}
+    #[test]
+    fn ports_to_probe_are_declared_ports_else_the_rules_ports() {
+        let declared = pod("a", "web", &[], &["10.0.0.1"], &[("http", 8080, Tcp)]);
+        let bare = pod("a", "bare", &[], &["10.0.0.2"], &[]);
+        let pod_rule = Rule {
+            peers: vec![pods_peer(None, &[])],
+            ports: vec![
+                numbered(Tcp, 80),
+                port(Tcp, Some(PortRef::Named("http".into())), None),
+            ],
+        };
+        let block_rule = Rule {
+            peers: vec![block("10.9.0.0/16", &[])],
+            ports: vec![numbered(Udp, 53)],
+        };
+        let probe = |rules: Vec<Rule>| {
+            Analysis::new(Cluster {
+                endpoints: vec![declared.clone(), bare.clone()],
+                policies: vec![policy("a", "p", &[], Some(rules), None)],
+                ..Cluster::default()
+            })
+            .ports_to_probe()
+        };
+        let set = |ports: &[(u16, Protocol)]| ports.iter().copied().collect::<BTreeSet<_>>();
 
-fn range(first: u128, last: u128, v4: bool) -> ExternalRange {
-    ExternalRange {
-        first: u128_to_ip(first, v4),
-        last: u128_to_ip(last, v4),
+        let both = probe(vec![pod_rule.clone(), block_rule]);
+        assert_eq!(both.for_endpoint(&declared), set(&[(8080, Tcp)]));
+        // Named ports are left out: they only mean something on a pod that declares them.
+        assert_eq!(both.for_endpoint(&bare), set(&[(53, Udp), (80, Tcp)]));
+        assert_eq!(*both.for_outside(), set(&[(53, Udp)]));
+
+        // Without ipBlock rules, outside ranges are asked about every mentioned port.
+        let pods_only = probe(vec![pod_rule]);
+        assert_eq!(*pods_only.for_outside(), set(&[(80, Tcp)]));
+        assert_eq!(pods_only.for_endpoint(&bare), set(&[(80, Tcp)]));
     }
 }

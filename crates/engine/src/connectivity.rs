@@ -10,9 +10,12 @@
 //! Cells hold interned port sets, so a pair's answer is two table lookups and one memoised
 //! intersection, and the work grows with profiles × groups rather than with pods².
 
-use crate::analysis::{Analysis, ClassId, ExternalRange, Subject, direction_slot};
-use crate::model::{ContainerPort, Direction, NamespaceScope, Peer, PortRef, Rule};
+use crate::addresses::IpRange;
+use crate::analysis::{Analysis, ClassId, Subject};
+use crate::classes::direction_slot;
+use crate::model::{ContainerPort, Direction, NamespaceScope, Peer, Rule};
 use crate::ports::PortSet;
+use crate::rules;
 use crate::selector::{LabelSelector, Operator};
 use fixedbitset::FixedBitSet;
 use rustc_hash::FxHashMap;
@@ -47,7 +50,7 @@ const MAX_DENSE_INTERSECTIONS: usize = 1 << 24;
 
 pub struct Connectivity {
     port_sets: Vec<PortSet>,
-    externals: Vec<ExternalRange>,
+    externals: Vec<IpRange>,
     classes: usize,
     egress: SideTable,
     ingress: SideTable,
@@ -82,7 +85,7 @@ impl SideTable {
 }
 
 impl Connectivity {
-    pub fn externals(&self) -> &[ExternalRange] {
+    pub fn externals(&self) -> &[IpRange] {
         &self.externals
     }
 
@@ -230,7 +233,7 @@ struct CompiledRule<'a> {
 /// Peer sets over nodes (classes, then external ranges), memoised by value.
 struct PeerSets<'a> {
     analysis: &'a Analysis,
-    externals: &'a [ExternalRange],
+    externals: &'a [IpRange],
     nodes: usize,
     sets: Vec<FixedBitSet>,
     by_rule_peers: FxHashMap<(Option<usize>, &'a [Peer]), usize>,
@@ -242,7 +245,7 @@ struct PeerSets<'a> {
 }
 
 impl<'a> PeerSets<'a> {
-    fn new(analysis: &'a Analysis, externals: &'a [ExternalRange]) -> Self {
+    fn new(analysis: &'a Analysis, externals: &'a [IpRange]) -> Self {
         let mut label_index: FxHashMap<(&str, &str), Vec<ClassId>> = FxHashMap::default();
         let mut key_index: FxHashMap<&str, Vec<ClassId>> = FxHashMap::default();
         let mut classes_by_namespace = vec![Vec::new(); analysis.cluster.namespaces.len()];
@@ -278,15 +281,7 @@ impl<'a> PeerSets<'a> {
     /// The set of nodes a rule's peers match; `policy_namespace` matters only for peers without a
     /// namespaceSelector, so it is part of the key only then.
     fn rule_set(&mut self, policy_namespace: usize, peers: &'a [Peer]) -> usize {
-        let scoped = peers.iter().any(|p| {
-            matches!(
-                p,
-                Peer::Pods {
-                    namespaces: NamespaceScope::PolicyNamespace,
-                    ..
-                }
-            )
-        });
+        let scoped = peers.iter().any(rules::depends_on_policy_namespace);
         let key = (scoped.then_some(policy_namespace), peers);
         if let Some(&id) = self.by_rule_peers.get(&key) {
             return id;
@@ -305,13 +300,7 @@ impl<'a> PeerSets<'a> {
     }
 
     fn peer_set(&mut self, policy_namespace: usize, peer: &'a Peer) -> &FixedBitSet {
-        let scoped = matches!(
-            peer,
-            Peer::Pods {
-                namespaces: NamespaceScope::PolicyNamespace,
-                ..
-            }
-        );
+        let scoped = rules::depends_on_policy_namespace(peer);
         let key = (scoped.then_some(policy_namespace), peer);
         if !self.by_peer.contains_key(&key) {
             let set = self.compute_peer_set(policy_namespace, peer);
@@ -320,20 +309,31 @@ impl<'a> PeerSets<'a> {
         &self.by_peer[&key]
     }
 
+    /// The label index and namespaces only narrow down candidate classes; whether a candidate is
+    /// in the set is [`rules::peer_matches_endpoint`]'s answer.
     fn compute_peer_set(&self, policy_namespace: usize, peer: &Peer) -> FixedBitSet {
         let mut set = FixedBitSet::with_capacity(self.nodes);
+        let analysis = self.analysis;
+        let policy_namespace_name = &analysis.cluster.namespaces[policy_namespace].name;
+        let matches = |class: ClassId| {
+            let rep = &analysis.cluster.endpoints[analysis.classes[class].representative];
+            rules::peer_matches_endpoint(
+                peer,
+                policy_namespace_name,
+                rep,
+                analysis.namespace_labels(rep),
+            )
+        };
         match peer {
-            Peer::IpBlock(block) => {
+            Peer::IpBlock(_) => {
                 for &class in &self.classes_with_ips {
-                    let rep = &self.analysis.cluster.endpoints
-                        [self.analysis.classes[class].representative];
-                    if rep.ips.iter().any(|ip| block.contains(*ip)) {
+                    if matches(class) {
                         set.insert(class);
                     }
                 }
-                let offset = self.analysis.classes.len();
+                let offset = analysis.classes.len();
                 for (i, range) in self.externals.iter().enumerate() {
-                    if block.contains(range.first) {
+                    if rules::peer_matches_outside(peer, range.first) {
                         set.insert(offset + i);
                     }
                 }
@@ -363,9 +363,7 @@ impl<'a> PeerSets<'a> {
                     ),
                 };
                 for class in candidates {
-                    let class_info = &self.analysis.classes[class];
-                    let rep = &self.analysis.cluster.endpoints[class_info.representative];
-                    if namespaces_ok[class_info.namespace] && pods.matches(&rep.labels) {
+                    if namespaces_ok[analysis.classes[class].namespace] && matches(class) {
                         set.insert(class);
                     }
                 }
@@ -417,6 +415,12 @@ impl<'a> PeerSets<'a> {
 impl Analysis {
     /// The connectivity of every pair of classes and outside ranges (see [`Connectivity`]).
     pub fn connectivity(&self) -> Connectivity {
+        self.connectivity_with_dense_limit(MAX_DENSE_INTERSECTIONS)
+    }
+
+    /// [`Self::connectivity`], tabulating intersections densely up to `dense_limit` cells (a
+    /// parameter so that tests can force the sparse path).
+    pub(crate) fn connectivity_with_dense_limit(&self, dense_limit: usize) -> Connectivity {
         let externals = self.external_ranges();
         let mut port_sets = PortSets::new();
         let (egress, ingress) = {
@@ -425,7 +429,7 @@ impl Analysis {
             let ingress = self.side_table(Direction::Ingress, &mut peers, &mut port_sets);
             (egress, ingress)
         };
-        let intersections = intersections(&egress, &ingress, &mut port_sets);
+        let intersections = intersections(&egress, &ingress, &mut port_sets, dense_limit);
         Connectivity {
             port_sets: port_sets.sets,
             classes: self.classes.len(),
@@ -458,18 +462,10 @@ impl Analysis {
             }
             let ns = self.namespace_index[&policy.namespace];
             for rule in policy.rules(direction) {
-                let depends_on_destination = rule
-                    .ports
-                    .iter()
-                    .any(|p| matches!(p.port, Some(PortRef::Named(_))));
+                let depends_on_destination = rules::depends_on_destination(rule);
                 names_ports[policy_id] |= depends_on_destination;
-                let constant_ports = (!depends_on_destination).then(|| {
-                    // Without named ports the destination does not matter.
-                    port_sets.intern(self.rule_ports(
-                        rule,
-                        Subject::External(std::net::Ipv4Addr::UNSPECIFIED.into()),
-                    ))
-                });
+                let constant_ports = (!depends_on_destination)
+                    .then(|| port_sets.intern(rules::rule_ports(rule, None)));
                 compiled[policy_id].push(rules.len());
                 rules.push(CompiledRule {
                     peer_set: peers.rule_set(ns, &rule.peers),
@@ -575,21 +571,17 @@ impl Analysis {
                     let rule = &rules[rule_index];
                     for &g in &groups_in[&rule.peer_set] {
                         let ports = rule.constant_ports.unwrap_or_else(|| {
-                            let destination = match direction {
-                                Direction::Ingress => self.node_subject(subject, peers.externals),
-                                Direction::Egress => {
-                                    self.node_subject(representative[g as usize], peers.externals)
-                                }
-                            };
+                            let node =
+                                rules::destination(direction, subject, representative[g as usize]);
+                            let destination =
+                                self.endpoint_of(self.node_subject(node, peers.externals));
                             // Named ports resolve alike on destinations declaring alike.
-                            let declared: &[ContainerPort] = match destination {
-                                Subject::Endpoint(id) => &self.cluster.endpoints[id].ports,
-                                Subject::External(_) => &[],
-                            };
+                            let declared: &[ContainerPort] =
+                                destination.map_or(&[], |ep| &ep.ports);
                             *named_rule_ports
                                 .entry((rule_index, declared))
                                 .or_insert_with(|| {
-                                    port_sets.intern(self.rule_ports(rule.rule, destination))
+                                    port_sets.intern(rules::rule_ports(rule.rule, destination))
                                 })
                         });
                         row[g as usize] = port_sets.union(row[g as usize], ports);
@@ -605,7 +597,7 @@ impl Analysis {
         }
     }
 
-    fn node_subject(&self, node: usize, externals: &[ExternalRange]) -> Subject {
+    fn node_subject(&self, node: usize, externals: &[IpRange]) -> Subject {
         match node.checked_sub(self.classes.len()) {
             None => Subject::Endpoint(self.classes[node].representative),
             Some(x) => Subject::External(externals[x].first),
@@ -617,6 +609,7 @@ fn intersections(
     egress: &SideTable,
     ingress: &SideTable,
     port_sets: &mut PortSets,
+    dense_limit: usize,
 ) -> Intersections {
     let local_ids = |cells: &[PortSetId]| {
         let mut local = vec![u32::MAX; port_sets.sets.len()];
@@ -635,7 +628,7 @@ fn intersections(
         let set = port_sets.sets[e as usize].intersection(&port_sets.sets[i as usize]);
         port_sets.intern(set)
     };
-    if egress_ids.len() * ingress_ids.len() <= MAX_DENSE_INTERSECTIONS {
+    if egress_ids.len() * ingress_ids.len() <= dense_limit {
         let mut table = Vec::with_capacity(egress_ids.len() * ingress_ids.len());
         for &e in &egress_ids {
             for &i in &ingress_ids {
@@ -675,3 +668,6 @@ fn compact(mut group: Vec<u32>) -> (Vec<u32>, usize, Vec<usize>) {
     let groups = representative.len().max(1);
     (group, groups, representative)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,26 +1,36 @@
 //! Palisade's policy engine: the exact `networking.k8s.io/v1` NetworkPolicy semantics, pure
 //! (no I/O, no async, no YAML, no nftables). Analyzer and enforcer both ask this crate, so they
 //! cannot disagree.
+//!
+//! Where to look: `rules` defines each NetworkPolicy rule once (isolation, peer match, port
+//! match, the destination of a side); `addresses` the address ranges; `classes` the endpoint
+//! classes; `decide` one connection's decision; `connectivity` the whole cluster's; `program` a
+//! node's enforcement program; `ports` port sets; `selector` label selectors; `model` the input.
 
+mod addresses;
 mod analysis;
+mod classes;
 mod connectivity;
+mod decide;
 mod model;
 mod ports;
 mod program;
+mod rules;
 mod selector;
+#[cfg(test)]
+mod testing;
 
-pub use analysis::{
-    Analysis, ClassId, Decision, EndpointId, ExternalRange, PolicyId, RuleRef, SideVerdict,
-    Subject, ip_to_u128, u128_to_ip,
-};
+pub use addresses::{IpRange, family_max, ip_to_u128, ranges_from_starts, u128_to_ip};
+pub use analysis::{Analysis, ClassId, EndpointId, PolicyId, ProbePorts, Subject};
 pub use connectivity::{Connectivity, DestinationKey, Node, PortSetId, SourceKey};
+pub use decide::{Decision, RuleRef, SideVerdict};
 pub use model::{
     Cluster, ContainerPort, Direction, Endpoint, EndpointKind, IpBlock, NAMESPACE_NAME_LABEL,
     Namespace, NamespaceScope, NetworkPolicy, Peer, PolicyTypes, PortRef, PortRule, Rule,
 };
 pub use ports::{MAX_PORT, MIN_PORT, PortSet, Protocol};
 pub use program::{
-    Chain, ChainId, IpRange, Isolation, LocalPod, NodeProgram, PortMatch, RuleId, RuleProgram,
-    SideOutcome, every_pod_local,
+    Chain, ChainId, Isolation, LocalPod, NodeProgram, PortMatch, RuleId, RuleProgram, SideOutcome,
+    every_pod_local,
 };
 pub use selector::{LabelSelector, Labels, Operator, Requirement};

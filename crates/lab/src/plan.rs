@@ -111,7 +111,7 @@ pub fn plan(analysis: &Analysis, nodes: usize) -> Result<Plan, LabError> {
     }
     let cluster = analysis.cluster();
     let mut notes = Vec::new();
-    let rule_ports = analysis.mentioned_ports(false);
+    let probe = analysis.ports_to_probe();
     let mut subjects = Vec::new();
     let mut owner: HashMap<Ipv4Addr, String> = HashMap::new();
     let mut unaddressed = Vec::new();
@@ -151,12 +151,7 @@ pub fn plan(analysis: &Analysis, nodes: usize) -> Result<Plan, LabError> {
         } else {
             unaddressed.push(subjects.len());
         }
-        let declared: BTreeSet<(u16, Protocol)> = if ep.ports.is_empty() {
-            rule_ports.clone()
-        } else {
-            ep.ports.iter().map(|p| (p.port, p.protocol)).collect()
-        };
-        let (tcp, udp, sctp) = split(&declared);
+        let (tcp, udp, sctp) = split(&probe.for_endpoint(ep));
         subjects.push(LabSubject {
             name,
             kind: SubjectKind::Pod {
@@ -195,11 +190,7 @@ pub fn plan(analysis: &Analysis, nodes: usize) -> Result<Plan, LabError> {
             subjects[index].ip = ip;
         }
     }
-    let external_ports = {
-        let ports = analysis.mentioned_ports(true);
-        if ports.is_empty() { rule_ports } else { ports }
-    };
-    let (tcp, udp, sctp) = split(&external_ports);
+    let (tcp, udp, sctp) = split(probe.for_outside());
     for range in analysis.external_ranges() {
         let (IpAddr::V4(first), IpAddr::V4(last)) = (range.first, range.last) else {
             notes.push(format!(

@@ -264,7 +264,7 @@ pub fn diff(old: &Analysis, new: &Analysis) -> ConnectivityDiff {
                         ports(&old_allowed, matching.old_subject(rep)),
                         ports(&new_allowed, matching.new_subject(rep)),
                     );
-                    (range.clone(), key)
+                    (*range, key)
                 })
                 .collect();
             for (range, (before, after)) in merge_adjacent(compared) {

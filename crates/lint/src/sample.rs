@@ -3,8 +3,8 @@
 //! classes that no policy can tell apart.
 
 use palisade_engine::{
-    Analysis, ClassId, Cluster, Connectivity, Endpoint, EndpointId, EndpointKind, ExternalRange,
-    Node, Peer, PolicyId, PortSet, Protocol, Subject, ip_to_u128, u128_to_ip,
+    Analysis, ClassId, Cluster, Connectivity, Endpoint, EndpointId, EndpointKind, IpRange, Node,
+    Peer, PolicyId, PortSet, Protocol, Subject, ip_to_u128, ranges_from_starts,
 };
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -50,9 +50,8 @@ impl<'a> Allowed<'a> {
 /// The coarsest split of outside address space that every given analysis treats range by range
 /// alike. IPv4 is always covered (without ipBlocks all of it behaves as one range); IPv6 only
 /// when some address or ipBlock is IPv6.
-pub fn outside_ranges(analyses: &[&Analysis]) -> Vec<ExternalRange> {
-    let per_analysis: Vec<Vec<ExternalRange>> =
-        analyses.iter().map(|a| a.external_ranges()).collect();
+pub fn outside_ranges(analyses: &[&Analysis]) -> Vec<IpRange> {
+    let per_analysis: Vec<Vec<IpRange>> = analyses.iter().map(|a| a.external_ranges()).collect();
     let any_v6_address = analyses.iter().any(|a| {
         a.cluster()
             .endpoints
@@ -72,30 +71,19 @@ pub fn outside_ranges(analyses: &[&Analysis]) -> Vec<ExternalRange> {
             continue;
         }
         starts.insert(0);
-        let max = if v4 { u128::from(u32::MAX) } else { u128::MAX };
         let starts: Vec<u128> = starts.into_iter().collect();
-        for (i, &start) in starts.iter().enumerate() {
-            let last = starts.get(i + 1).map_or(max, |next| next - 1);
-            out.push(ExternalRange {
-                first: u128_to_ip(start, v4),
-                last: u128_to_ip(last, v4),
-            });
-        }
+        out.extend(ranges_from_starts(&starts, v4));
     }
     out
 }
 
 /// Merges adjacent ranges (in the order `outside_ranges` returns them) whose key is equal, so
 /// that a report names `0.0.0.0/0` rather than the pieces some unrelated ipBlock cut it into.
-pub fn merge_adjacent<K: PartialEq>(items: Vec<(ExternalRange, K)>) -> Vec<(ExternalRange, K)> {
-    let mut out: Vec<(ExternalRange, K)> = Vec::new();
+pub fn merge_adjacent<K: PartialEq>(items: Vec<(IpRange, K)>) -> Vec<(IpRange, K)> {
+    let mut out: Vec<(IpRange, K)> = Vec::new();
     for (range, key) in items {
         match out.last_mut() {
-            Some((prev, prev_key))
-                if *prev_key == key
-                    && prev.first.is_ipv4() == range.first.is_ipv4()
-                    && ip_to_u128(prev.last).checked_add(1) == Some(ip_to_u128(range.first)) =>
-            {
+            Some((prev, prev_key)) if *prev_key == key && prev.precedes(&range) => {
                 prev.last = range.last;
             }
             _ => out.push((range, key)),
@@ -271,7 +259,7 @@ mod tests {
 
     #[test]
     fn merge_joins_only_adjacent_equal_ranges() {
-        let r = |a: [u8; 4], b: [u8; 4]| ExternalRange {
+        let r = |a: [u8; 4], b: [u8; 4]| IpRange {
             first: IpAddr::from(a),
             last: IpAddr::from(b),
         };

@@ -5,8 +5,8 @@ use super::{Ctx, name_some, rule_path};
 use crate::finding::{Finding, LintId};
 use crate::sample::{Allowed, Classes, outside_ranges, representative_pairs};
 use palisade_engine::{
-    Analysis, ClassId, Cluster, Direction, EndpointId, ExternalRange, NetworkPolicy, Peer,
-    PolicyId, PolicyTypes, PortSet, Rule, Subject,
+    Analysis, ClassId, Cluster, Direction, EndpointId, IpRange, NetworkPolicy, Peer, PolicyId,
+    PolicyTypes, PortSet, Rule, Subject,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cell::OnceCell;
@@ -514,7 +514,7 @@ impl Scope {
 struct Probe<'a> {
     base: &'a Analysis,
     classes: Classes,
-    outside: Vec<ExternalRange>,
+    outside: Vec<IpRange>,
     /// The base's whole-cluster tables, built when a question first needs them.
     tables: OnceCell<Allowed<'a>>,
 }
@@ -582,7 +582,7 @@ impl<'a> Probe<'a> {
             Some(classes) => classes.iter().copied().collect(),
             None => (0..self.classes.members.len()).collect(),
         };
-        let outside: &[ExternalRange] = if scope.outside { &self.outside } else { &[] };
+        let outside: &[IpRange] = if scope.outside { &self.outside } else { &[] };
         let ends = |outside, other_classes| Ends {
             own_classes: &own_classes,
             outside,
@@ -699,7 +699,7 @@ impl<'a> Probe<'a> {
 /// and each other class (sorted).
 struct Ends<'a> {
     own_classes: &'a [ClassId],
-    outside: &'a [ExternalRange],
+    outside: &'a [IpRange],
     other_classes: &'a [ClassId],
 }
 
