@@ -429,7 +429,7 @@ fn count(metrics: &Metrics, flow: &FlowRecord) {
     metrics
         .verdicts
         .get_or_create(&VerdictLabels {
-            direction: flow.direction.clone(),
+            direction: flow.direction.as_str().to_string(),
             verdict: flow.verdict.as_str().to_string(),
             policy: match flow.more_policies {
                 0 => flow.policies.join(","),

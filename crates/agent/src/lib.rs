@@ -25,7 +25,7 @@ mod observe;
 pub mod state;
 mod waiter;
 
-pub use flows::{FlowEnd, FlowRecord, Verdict};
+pub use flows::{FlowDirection, FlowEnd, FlowProtocol, FlowRecord, Verdict};
 pub use inventory::{PodInventory, PodPlacement};
 pub use observe::{FlowFile, NotARecord, ObserveFilter, OutputFormat, run_observe};
 

@@ -191,7 +191,7 @@ fn print(flow: &FlowRecord, format: OutputFormat, out: &mut dyn Write) -> anyhow
                 end(&flow.src),
                 end(&flow.dst),
                 flow.protocol,
-                flow.direction,
+                flow.direction.as_str(),
                 flow.verdict.as_str(),
                 flow.decided_by
             )?;
@@ -221,8 +221,8 @@ mod tests {
                 ip: "10.1.0.1".parse().unwrap(),
                 port,
             },
-            protocol: "TCP".into(),
-            direction: "INGRESS".into(),
+            protocol: crate::flows::FlowProtocol::Ported(palisade_engine::Protocol::Tcp),
+            direction: crate::flows::FlowDirection::Ingress,
             verdict,
             policies: vec!["shop/web".into()],
             more_policies: 0,
