@@ -1,6 +1,6 @@
 //! The agent's loop: reconcile, watch, compile, apply atomically, revoke, record verdicts.
 
-use crate::AgentArgs;
+use crate::AgentConfig;
 use crate::drift::TableWatch;
 use crate::flowlog::FlowLog;
 use crate::flows::{FlowRecord, NflogSocket, record};
@@ -79,7 +79,7 @@ fn lag(change: Option<SystemTime>, at: SystemTime) -> Option<Duration> {
 
 pub(crate) struct Agent {
     inputs: Inputs,
-    args: AgentArgs,
+    config: AgentConfig,
     nft: Nft,
     runner: Runner,
     metrics: Arc<Metrics>,
@@ -99,7 +99,7 @@ pub(crate) struct Agent {
 
 impl Agent {
     pub(crate) fn new(
-        args: AgentArgs,
+        config: AgentConfig,
         inputs: Inputs,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
@@ -118,7 +118,7 @@ impl Agent {
             applied: None,
             in_force: None,
             revoke_pending: false,
-            args,
+            config,
         }
     }
 
@@ -145,7 +145,7 @@ impl Agent {
     pub(crate) fn sync(&mut self, change: Option<SystemTime>) -> Synced {
         let started = Instant::now();
         let (generation, digest) = self.applied.unwrap_or((0, 0));
-        let options = self.args.render_options();
+        let options = self.config.render;
         let snapshot = match self.inputs.compile(options) {
             Ok(snapshot) => snapshot,
             Err(e) => {
@@ -233,7 +233,7 @@ impl Agent {
         self.health.set_ready(true);
         self.applied = Some((generation, snapshot.ruleset.digest));
         self.in_force = Some(snapshot.clone());
-        self.revoke_pending = !self.args.audit;
+        self.revoke_pending = !self.config.render.audit;
         let revoke_started = Instant::now();
         let revoked = self.revoke(&snapshot);
         let revoke_took = revoke_started.elapsed();
@@ -308,7 +308,7 @@ impl Agent {
         let mut retry_at: Option<Instant> = None;
         let mut pending: Option<Option<SystemTime>> = None;
         let mut told_incomplete = false;
-        let poll = Duration::from_millis(self.args.poll_interval_ms);
+        let poll = self.config.poll_interval;
         while !stop.load(Ordering::Relaxed) {
             self.health.beat();
             if let Some(change) = self.inputs.next_change(poll) {
@@ -347,7 +347,7 @@ impl Agent {
     }
 
     pub(crate) fn shutdown(&self) -> anyhow::Result<()> {
-        if self.args.cleanup_on_exit {
+        if self.config.cleanup_on_exit {
             self.nft.remove()?;
             tracing::info!("removed the rules (--cleanup-on-exit)");
         } else {
@@ -363,13 +363,13 @@ impl Agent {
         mut sink: FlowLog,
         done: Arc<AtomicBool>,
     ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-        let group = self.args.log_group;
+        let group = self.config.render.log_group;
         let mut socket = NflogSocket::bind(group)
             .and_then(|s| s.set_non_blocking(true).map(|()| s))
             .map_err(|e| anyhow::anyhow!("cannot read NFLOG group {group}: {e}"))?;
         let snapshots = self.snapshots.clone();
         let metrics = self.metrics.clone();
-        let node = self.args.node.clone();
+        let node = self.config.node.clone();
         let mut folder = Folder::default();
         Ok(std::thread::spawn(move || {
             // Records are written in batches and flushed whenever the kernel has no more: one
@@ -430,7 +430,7 @@ fn count(metrics: &Metrics, flow: &FlowRecord) {
     metrics
         .verdicts
         .get_or_create(&VerdictLabels {
-            direction: flow.direction.clone(),
+            direction: flow.direction.as_str().to_string(),
             verdict: flow.verdict.as_str().to_string(),
             policy: match flow.more_policies {
                 0 => flow.policies.join(","),

@@ -51,8 +51,8 @@ pub struct FlowRecord {
     pub node: String,
     pub src: FlowEnd,
     pub dst: FlowEnd,
-    pub protocol: String,
-    pub direction: String,
+    pub protocol: FlowProtocol,
+    pub direction: FlowDirection,
     pub verdict: Verdict,
     /// Policies that decided: the admitting rule's policy, or the isolating policies when none
     /// admits (the first [`NAMED_POLICIES`] of them). Empty when no policy isolates the pod.
@@ -66,6 +66,86 @@ pub struct FlowRecord {
     /// this record (those after the first within a second: a flood is a few lines).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub folded: usize,
+}
+
+/// The side of a connection whose policies took a record's verdict.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FlowDirection {
+    Ingress,
+    Egress,
+}
+
+impl FlowDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingress => "INGRESS",
+            Self::Egress => "EGRESS",
+        }
+    }
+}
+
+impl From<Direction> for FlowDirection {
+    fn from(direction: Direction) -> Self {
+        match direction {
+            Direction::Ingress => Self::Ingress,
+            Direction::Egress => Self::Egress,
+        }
+    }
+}
+
+/// A record's protocol: one that policies name (with ports), or another that has no ports,
+/// written as `TCP`, `ICMP`, `ICMPv6` or `IP protocol 47`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum FlowProtocol {
+    Ported(Protocol),
+    Icmp,
+    Icmpv6,
+    Other(u8),
+}
+
+const ICMP: &str = "ICMP";
+const ICMPV6: &str = "ICMPv6";
+const OTHER: &str = "IP protocol ";
+
+impl std::fmt::Display for FlowProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ported(protocol) => f.pad(protocol.as_str()),
+            Self::Icmp => f.pad(ICMP),
+            Self::Icmpv6 => f.pad(ICMPV6),
+            Self::Other(number) => f.pad(&format!("{OTHER}{number}")),
+        }
+    }
+}
+
+impl std::str::FromStr for FlowProtocol {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            ICMP => Ok(Self::Icmp),
+            ICMPV6 => Ok(Self::Icmpv6),
+            _ => Protocol::parse(text)
+                .map(Self::Ported)
+                .or_else(|| text.strip_prefix(OTHER)?.parse().ok().map(Self::Other))
+                .ok_or_else(|| format!("unknown protocol {text:?}")),
+        }
+    }
+}
+
+impl Serialize for FlowProtocol {
+    fn serialize<S: serde::Serializer>(&self, to: S) -> Result<S::Ok, S::Error> {
+        to.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FlowProtocol {
+    fn deserialize<D: serde::Deserializer<'de>>(from: D) -> Result<Self, D::Error> {
+        Cow::<str>::deserialize(from)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// How many isolating policies a record of a denial names: a record and a metric label stay
@@ -130,9 +210,9 @@ pub fn record(
         LogTag::AdmittedIn(key) => {
             // The chain's set holds what its rules admit; the rule that decided is the first
             // of them that admits this packet, as the set was rendered.
-            let protocol = Protocol::ALL
-                .into_iter()
-                .find(|p| *p.as_str() == *protocol)?;
+            let FlowProtocol::Ported(protocol) = protocol else {
+                return None;
+            };
             snapshots.iter().find_map(|s| {
                 let chain = s.chain(key)?;
                 let direction = s.program.chains[chain].direction;
@@ -160,12 +240,8 @@ pub fn record(
         node: node.to_string(),
         src: end(src, sport),
         dst: end(dst, dport),
-        protocol: protocol.to_string(),
-        direction: match decision.direction {
-            Direction::Ingress => "INGRESS",
-            Direction::Egress => "EGRESS",
-        }
-        .to_string(),
+        protocol,
+        direction: decision.direction.into(),
         verdict: decision.verdict,
         policies: decision.policies,
         more_policies: decision.more_policies,
@@ -227,16 +303,16 @@ impl Decision {
 /// Addresses, protocol and ports of an IPv4 or IPv6 packet (possibly cut short by NFLOG's copy
 /// range). TCP, UDP and SCTP all start with source and destination port; other protocols
 /// (dropped where a side is isolated) have no ports and are recorded with port 0.
-fn parse_packet(payload: &[u8]) -> Option<(IpAddr, IpAddr, Cow<'static, str>, u16, u16)> {
+fn parse_packet(payload: &[u8]) -> Option<(IpAddr, IpAddr, FlowProtocol, u16, u16)> {
     let (ip, _) = etherparse::LaxIpSlice::from_slice(payload).ok()?;
     let body = ip.payload();
     let (protocol, ports) = match body.ip_number {
-        etherparse::IpNumber::TCP => ("TCP".into(), true),
-        etherparse::IpNumber::UDP => ("UDP".into(), true),
-        etherparse::IpNumber::SCTP => ("SCTP".into(), true),
-        etherparse::IpNumber::ICMP => ("ICMP".into(), false),
-        etherparse::IpNumber::IPV6_ICMP => ("ICMPv6".into(), false),
-        other => (format!("IP protocol {}", other.0).into(), false),
+        etherparse::IpNumber::TCP => (FlowProtocol::Ported(Protocol::Tcp), true),
+        etherparse::IpNumber::UDP => (FlowProtocol::Ported(Protocol::Udp), true),
+        etherparse::IpNumber::SCTP => (FlowProtocol::Ported(Protocol::Sctp), true),
+        etherparse::IpNumber::ICMP => (FlowProtocol::Icmp, false),
+        etherparse::IpNumber::IPV6_ICMP => (FlowProtocol::Icmpv6, false),
+        other => (FlowProtocol::Other(other.0), false),
     };
     let (sport, dport) = if ports {
         let ports = body.payload.get(..4)?;
@@ -378,7 +454,7 @@ mod tests {
             Some((
                 "10.2.0.1".parse().unwrap(),
                 "10.1.0.1".parse().unwrap(),
-                "TCP".into(),
+                "TCP".parse().unwrap(),
                 40000,
                 80
             ))
@@ -390,19 +466,19 @@ mod tests {
         v6.extend([0x13, 0x88, 0, 53, 0, 8, 0, 0]);
         assert_eq!(
             parse_packet(&v6).map(|p| (p.2, p.3, p.4)),
-            Some(("UDP".into(), 5000, 53))
+            Some(("UDP".parse().unwrap(), 5000, 53))
         );
         // Protocols without ports are recorded by name, with port 0.
         let mut icmp = v4.clone();
         icmp[9] = 1;
         assert_eq!(
             parse_packet(&icmp).map(|p| (p.2, p.3, p.4)),
-            Some(("ICMP".into(), 0, 0))
+            Some(("ICMP".parse().unwrap(), 0, 0))
         );
         icmp[9] = 253;
         assert_eq!(
             parse_packet(&icmp).map(|p| (p.2, p.3, p.4)),
-            Some(("IP protocol 253".into(), 0, 0))
+            Some(("IP protocol 253".parse().unwrap(), 0, 0))
         );
     }
 

@@ -2,7 +2,7 @@
 //! port, direction and verdict is written at once, and the ones after it within the same
 //! second become one record that counts them.
 
-use crate::flows::{FlowRecord, Verdict};
+use crate::flows::{FlowDirection, FlowProtocol, FlowRecord, Verdict};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -15,8 +15,8 @@ struct Alike {
     src: IpAddr,
     dst: IpAddr,
     port: u16,
-    protocol: String,
-    direction: String,
+    protocol: FlowProtocol,
+    direction: FlowDirection,
     verdict: Verdict,
 }
 
@@ -42,8 +42,8 @@ impl Folder {
             src: record.src.ip,
             dst: record.dst.ip,
             port: record.dst.port,
-            protocol: record.protocol.clone(),
-            direction: record.direction.clone(),
+            protocol: record.protocol,
+            direction: record.direction,
             verdict: record.verdict,
         };
         match self.seen.get_mut(&alike) {
@@ -81,6 +81,7 @@ impl Folder {
 mod tests {
     use super::*;
     use crate::flows::FlowEnd;
+    use palisade_engine::Protocol;
 
     fn record(src: &str, port: u16, verdict: Verdict) -> FlowRecord {
         let end = |ip: &str, port| FlowEnd {
@@ -94,8 +95,8 @@ mod tests {
             node: "n".into(),
             src: end(src, 40000),
             dst: end("10.1.0.1", port),
-            protocol: "UDP".into(),
-            direction: "INGRESS".into(),
+            protocol: FlowProtocol::Ported(Protocol::Udp),
+            direction: FlowDirection::Ingress,
             verdict,
             policies: Vec::new(),
             more_policies: 0,

@@ -25,97 +25,57 @@ mod observe;
 pub mod state;
 mod waiter;
 
-pub use flows::{FlowEnd, FlowRecord, Verdict};
+pub use flows::{FlowDirection, FlowEnd, FlowProtocol, FlowRecord, Verdict};
 pub use inventory::{PodInventory, PodPlacement};
-pub use observe::{FlowFile, NotARecord, ObserveArgs, OutputFormat, run_observe};
+pub use observe::{FlowFile, NotARecord, ObserveFilter, OutputFormat, run_observe};
 
 use palisade_dataplane::RenderOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
-#[derive(Clone, Debug, clap::Args)]
-pub struct AgentArgs {
+/// How an agent runs (what `palisade agent`'s flags say).
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
     /// This node's name: pods with this `spec.nodeName` (or so placed by the pod inventory)
     /// are enforced here.
-    #[arg(long, env = "NODE_NAME")]
     pub node: String,
-    /// Manifest files or directories (watched; re-read on change) instead of the API server.
-    #[arg(long, num_args = 1.., conflicts_with_all = ["kubeconfig", "context"])]
+    /// Manifest files or directories (watched) instead of the API server.
     pub manifests: Vec<PathBuf>,
-    /// Watch the API server through this kubeconfig (default: KUBECONFIG, ~/.kube/config,
-    /// then the in-cluster service account).
-    #[arg(long, value_name = "PATH")]
-    pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use.
-    #[arg(long, value_name = "NAME")]
-    pub context: Option<String>,
-    /// Pod inventory (JSON: {"pods": [{"name": "ns/pod", "node": "NAME", "ips": [...]}]}):
-    /// which pods run on which node, with their addresses. Without it every pod with an
-    /// address in the manifests is on this node.
-    #[arg(long, value_name = "FILE")]
+    /// The API server to watch when there are no manifests.
+    pub cluster: palisade_kube::Connection,
+    /// The pod inventory that places the manifests' pods on nodes.
     pub pods: Option<PathBuf>,
-    /// Where Prometheus metrics (`/metrics`) and health (`/healthz`, `/readyz`) are served.
-    #[arg(long, default_value = "127.0.0.1:9464")]
+    /// Where metrics and health are served.
     pub metrics_addr: SocketAddr,
-    /// Enforce nothing new: record AUDIT for what would be dropped, and accept it.
-    #[arg(long)]
-    pub audit: bool,
-    /// Remove the rules on exit (by default they stay in force across restarts).
-    #[arg(long)]
+    /// How the table is rendered: audit mode and the NFLOG group.
+    pub render: RenderOptions,
+    /// Remove the rules on exit.
     pub cleanup_on_exit: bool,
     /// Flow records, one JSON line per verdict; `-` is standard output.
-    #[arg(long, value_name = "FILE", default_value = "-")]
     pub flow_log: PathBuf,
-    /// A flow log file this large is renamed to FILE.1 and started again.
-    #[arg(long, value_name = "BYTES", default_value_t = 100 << 20)]
+    /// A flow log file this large is rotated.
     pub flow_log_max_bytes: u64,
-    /// NFLOG group the rules log verdicts to.
-    #[arg(long, default_value_t = 100)]
-    pub log_group: u16,
     /// How often the inputs are checked for changes.
-    #[arg(long, default_value_t = 50)]
-    pub poll_interval_ms: u64,
-}
-
-impl AgentArgs {
-    /// How the agent renders its table.
-    pub fn render_options(&self) -> RenderOptions {
-        RenderOptions {
-            audit: self.audit,
-            log_group: self.log_group,
-        }
-    }
-
-    /// The render options of an agent started with `args` besides its node and inputs (as
-    /// the lab starts its agents), by the agent's own parser.
-    pub fn render_options_of(args: &[String]) -> Result<RenderOptions, clap::Error> {
-        #[derive(clap::Parser)]
-        struct Agent {
-            #[command(flatten)]
-            args: AgentArgs,
-        }
-        let argv = ["agent", "--node", "-"].into_iter().map(String::from);
-        let agent = <Agent as clap::Parser>::try_parse_from(argv.chain(args.iter().cloned()))?;
-        Ok(agent.args.render_options())
-    }
+    pub poll_interval: Duration,
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
-pub fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+pub fn run_agent(config: AgentConfig) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    run_agent_until(args, &stop)
+    run_agent_until(config, &stop)
 }
 
 /// Runs the agent in the calling thread's network namespace until `stop` is set.
-pub fn run_agent_until(args: AgentArgs, stop: &AtomicBool) -> anyhow::Result<()> {
+pub fn run_agent_until(config: AgentConfig, stop: &AtomicBool) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     let health = Arc::new(metrics::Health::default());
-    let listener = metrics::bind(args.metrics_addr)?;
+    let listener = metrics::bind(config.metrics_addr)?;
     // The API client and the HTTP server run on this runtime; the agent's loop stays on the
     // calling thread (its threads inherit the network namespace).
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -128,7 +88,7 @@ pub fn run_agent_until(args: AgentArgs, stop: &AtomicBool) -> anyhow::Result<()>
         let _entered = runtime.enter();
         metrics::serve(metrics.clone(), health.clone(), listener, done.clone())?
     };
-    let inputs = match open_inputs(&args, &runtime, &metrics) {
+    let inputs = match open_inputs(&config, &runtime, &metrics) {
         Ok(inputs) => inputs,
         Err(e) => {
             done.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -136,10 +96,14 @@ pub fn run_agent_until(args: AgentArgs, stop: &AtomicBool) -> anyhow::Result<()>
             return Err(e);
         }
     };
-    let sink = flowlog::FlowLog::open(&args.flow_log, args.flow_log_max_bytes).map_err(|e| {
-        anyhow::anyhow!("cannot open the flow log {}: {e}", args.flow_log.display())
-    })?;
-    let mut agent = agent::Agent::new(args, inputs, metrics, health);
+    let sink =
+        flowlog::FlowLog::open(&config.flow_log, config.flow_log_max_bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the flow log {}: {e}",
+                config.flow_log.display()
+            )
+        })?;
+    let mut agent = agent::Agent::new(config, inputs, metrics, health);
     let flows = match agent.record_flows(sink, done.clone()) {
         Ok(flows) => flows,
         Err(e) => {
@@ -162,23 +126,20 @@ pub fn run_agent_until(args: AgentArgs, stop: &AtomicBool) -> anyhow::Result<()>
 
 /// The manifests, or a watch of the API server once the credentials were checked.
 fn open_inputs(
-    args: &AgentArgs,
+    config: &AgentConfig,
     runtime: &tokio::runtime::Runtime,
     metrics: &Arc<metrics::Metrics>,
 ) -> anyhow::Result<inputs::Inputs> {
     let load = palisade_manifest::LoadOptions::default();
-    if !args.manifests.is_empty() {
+    if !config.manifests.is_empty() {
         return Ok(inputs::Inputs::files(state::Sources {
-            manifests: args.manifests.clone(),
-            pods: args.pods.clone(),
-            node: args.node.clone(),
+            manifests: config.manifests.clone(),
+            pods: config.pods.clone(),
+            node: config.node.clone(),
             load,
         }));
     }
-    let connection = palisade_kube::Connection {
-        kubeconfig: args.kubeconfig.clone(),
-        context: args.context.clone(),
-    };
+    let connection = config.cluster.clone();
     let observer: Arc<dyn palisade_kube::WatchObserver> = metrics.clone();
     let watch = runtime.block_on(async {
         let session = connection.connect().await?;
@@ -187,30 +148,9 @@ fn open_inputs(
     })?;
     Ok(inputs::Inputs::Cluster {
         watch,
-        node: args.node.clone(),
+        node: config.node.clone(),
         load,
         seen: None,
         last_change: None,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The lab learns how its agents render from their arguments, parsed as the agent does.
-    #[test]
-    fn render_options_come_from_the_agents_own_parser() {
-        let of = |args: &[&str]| {
-            AgentArgs::render_options_of(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
-        };
-        let options = |audit, log_group| RenderOptions { audit, log_group };
-        assert_eq!(of(&[]).unwrap(), options(false, 100));
-        assert_eq!(of(&["--audit", "--log-group=7"]).unwrap(), options(true, 7));
-        assert_eq!(
-            of(&["--log-group", "9", "--poll-interval-ms", "20"]).unwrap(),
-            options(false, 9)
-        );
-        assert!(of(&["--log-group", "many"]).is_err());
-    }
 }

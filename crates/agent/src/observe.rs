@@ -7,37 +7,26 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputFormat {
     Json,
     Table,
 }
 
-#[derive(Clone, Debug, clap::Args)]
-pub struct ObserveArgs {
-    /// Flow-record files written by `palisade agent --flow-log`.
-    #[arg(required = true)]
-    pub files: Vec<PathBuf>,
-    /// Keep reading what is appended.
-    #[arg(long, short)]
-    pub follow: bool,
-    /// Only flows from or to this namespace.
-    #[arg(long)]
+/// Which flow records to show; `None` matches every record.
+#[derive(Clone, Debug, Default)]
+pub struct ObserveFilter {
+    /// Flows from or to this namespace.
     pub namespace: Option<String>,
-    /// Only flows from or to this pod (`name` or `namespace/name`).
-    #[arg(long)]
+    /// Flows from or to this pod (`name` or `namespace/name`).
     pub pod: Option<String>,
-    /// Only this verdict: FORWARDED, DROPPED or AUDIT.
-    #[arg(long)]
+    /// This verdict, in any case: FORWARDED, DROPPED or AUDIT.
     pub verdict: Option<String>,
-    /// Only flows to this destination port.
-    #[arg(long)]
+    /// Flows to this destination port.
     pub port: Option<u16>,
-    #[arg(long, short, value_enum, default_value = "table")]
-    pub output: OutputFormat,
 }
 
-impl ObserveArgs {
+impl ObserveFilter {
     pub fn matches(&self, flow: &FlowRecord) -> bool {
         let ends = [&flow.src, &flow.dst];
         let pod_is = |end: &FlowEnd, wanted: &str| match wanted.split_once('/') {
@@ -61,28 +50,35 @@ impl ObserveArgs {
     }
 }
 
-/// Prints matching records of `args.files` to `out`; follows them with `--follow`.
-pub fn run_observe(args: &ObserveArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    if args.output == OutputFormat::Table {
+/// Prints the records of `files` that `filter` matches to `out`; with `follow`, keeps reading
+/// what is appended.
+pub fn run_observe(
+    files: &[PathBuf],
+    filter: &ObserveFilter,
+    follow: bool,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if format == OutputFormat::Table {
         writeln!(
             out,
             "{:<30} {:<34} {:<34} {:<9} {:<8} {:<9} DECIDED BY",
             "TIME", "SOURCE", "DESTINATION", "PROTOCOL", "SIDE", "VERDICT"
         )?;
     }
-    let mut files = Vec::new();
-    for path in &args.files {
+    let mut followed = Vec::new();
+    for path in files {
         // Named files must exist; FlowFile alone would wait for them to appear.
         File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-        files.push(FlowFile::new(path.clone()));
+        followed.push(FlowFile::new(path.clone()));
     }
     loop {
         let mut read_any = false;
-        for file in &mut files {
+        for file in &mut followed {
             let mut printed: anyhow::Result<()> = Ok(());
             read_any |= file.read_new(|line| match line {
-                Ok(flow) if printed.is_ok() && args.matches(&flow) => {
-                    printed = print(&flow, args.output, out);
+                Ok(flow) if printed.is_ok() && filter.matches(&flow) => {
+                    printed = print(&flow, format, out);
                 }
                 Ok(_) => {}
                 Err(e) => eprintln!(
@@ -92,7 +88,7 @@ pub fn run_observe(args: &ObserveArgs, out: &mut dyn Write) -> anyhow::Result<()
             });
             printed?;
         }
-        if !args.follow {
+        if !follow {
             return Ok(());
         }
         if !read_any {
@@ -195,7 +191,7 @@ fn print(flow: &FlowRecord, format: OutputFormat, out: &mut dyn Write) -> anyhow
                 end(&flow.src),
                 end(&flow.dst),
                 flow.protocol,
-                flow.direction,
+                flow.direction.as_str(),
                 flow.verdict.as_str(),
                 flow.decided_by
             )?;
@@ -208,13 +204,6 @@ fn print(flow: &FlowRecord, format: OutputFormat, out: &mut dyn Write) -> anyhow
 mod tests {
     use super::*;
     use crate::flows::Verdict;
-    use clap::Parser;
-
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: ObserveArgs,
-    }
 
     fn flow(src_ns: &str, dst_pod: &str, port: u16, verdict: Verdict) -> FlowRecord {
         FlowRecord {
@@ -232,8 +221,8 @@ mod tests {
                 ip: "10.1.0.1".parse().unwrap(),
                 port,
             },
-            protocol: "TCP".into(),
-            direction: "INGRESS".into(),
+            protocol: crate::flows::FlowProtocol::Ported(palisade_engine::Protocol::Tcp),
+            direction: crate::flows::FlowDirection::Ingress,
             verdict,
             policies: vec!["shop/web".into()],
             more_policies: 0,
@@ -257,37 +246,37 @@ mod tests {
             .collect();
         text.push_str("not json\n");
         std::fs::write(&path, text).unwrap();
-        let file = path.display().to_string();
-        let cases: [(&[&str], usize); 6] = [
-            (&[], 3),
-            (&["--namespace", "dev"], 1),
-            (&["--pod", "shop/web"], 2),
-            (&["--verdict", "dropped"], 1),
-            (&["--port", "5432"], 1),
-            (
-                &["--namespace", "ops", "--pod", "web", "--verdict", "AUDIT"],
-                0,
-            ),
+        let files = [path];
+        let filter = |namespace: Option<&str>, pod: Option<&str>, verdict: Option<&str>, port| {
+            ObserveFilter {
+                namespace: namespace.map(String::from),
+                pod: pod.map(String::from),
+                verdict: verdict.map(String::from),
+                port,
+            }
+        };
+        let cases = [
+            (filter(None, None, None, None), 3),
+            (filter(Some("dev"), None, None, None), 1),
+            (filter(None, Some("shop/web"), None, None), 2),
+            (filter(None, None, Some("dropped"), None), 1),
+            (filter(None, None, None, Some(5432)), 1),
+            (filter(Some("ops"), Some("web"), Some("AUDIT"), None), 0),
         ];
-        for (filters, expected) in cases {
-            let mut argv = vec!["observe", "-o", "json", file.as_str()];
-            argv.extend_from_slice(filters);
-            let args = Cli::try_parse_from(argv).unwrap().args;
+        for (filter, expected) in cases {
             let mut out = Vec::new();
-            run_observe(&args, &mut out).unwrap();
+            run_observe(&files, &filter, false, OutputFormat::Json, &mut out).unwrap();
             let lines: Vec<FlowRecord> = String::from_utf8(out)
                 .unwrap()
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap())
                 .collect();
-            assert_eq!(lines.len(), expected, "{filters:?}");
-            assert!(lines.iter().all(|f| args.matches(f)));
+            assert_eq!(lines.len(), expected, "{filter:?}");
+            assert!(lines.iter().all(|f| filter.matches(f)));
         }
-        let args = Cli::try_parse_from(["observe", file.as_str(), "--verdict", "DROPPED"])
-            .unwrap()
-            .args;
+        let dropped = filter(None, None, Some("DROPPED"), None);
         let mut out = Vec::new();
-        run_observe(&args, &mut out).unwrap();
+        run_observe(&files, &dropped, false, OutputFormat::Table, &mut out).unwrap();
         let table = String::from_utf8(out).unwrap();
         assert_eq!(table.lines().count(), 2, "{table}");
         assert!(

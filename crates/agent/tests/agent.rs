@@ -6,7 +6,9 @@
 mod common;
 
 use common::topology::{Node, Proto, probe};
-use palisade_agent::{AgentArgs, FlowRecord, PodInventory, PodPlacement, Verdict, run_agent_until};
+use palisade_agent::{
+    AgentConfig, FlowRecord, PodInventory, PodPlacement, Verdict, run_agent_until,
+};
 use palisade_dataplane::Nft;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -81,7 +83,7 @@ struct RunningAgent {
     thread: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
-fn start(node: &Node, args: AgentArgs) -> RunningAgent {
+fn start(node: &Node, args: AgentConfig) -> RunningAgent {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     // The agent runs in the node's namespace, as the lab starts it.
@@ -163,19 +165,20 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
     std::fs::write(&pods, serde_json::to_string(&inventory).unwrap()).unwrap();
     let flow_log = dir.path().join("flows.jsonl");
     let metrics_addr: SocketAddr = "127.0.0.1:9464".parse().unwrap();
-    let args = AgentArgs {
+    let args = AgentConfig {
         node: "node0".into(),
         manifests: vec![manifests.clone()],
-        kubeconfig: None,
-        context: None,
+        cluster: Default::default(),
         pods: Some(pods),
         metrics_addr,
-        audit: false,
+        render: palisade_dataplane::RenderOptions {
+            audit: false,
+            log_group: 100,
+        },
         cleanup_on_exit: false,
         flow_log: flow_log.clone(),
         flow_log_max_bytes: 100 << 20,
-        log_group: 100,
-        poll_interval_ms: 20,
+        poll_interval: Duration::from_millis(20),
     };
     let agent = start(&node, args.clone());
     let nft = Nft::new(node.node.runner());
@@ -370,7 +373,7 @@ fn agent_enforces_watches_revokes_records_and_survives_a_restart() {
     assert!(!tampered.sealed_and_intact, "{tampered:?}");
     let agent = start(
         &node,
-        AgentArgs {
+        AgentConfig {
             cleanup_on_exit: true,
             ..args
         },

@@ -1,10 +1,13 @@
 //! The `palisade` faces, the command line and the web page, as a library: benchmarks and tests
 //! drive the very code users run, and the page answers with the functions the commands use.
 
+pub mod agent;
 pub mod check;
 mod describe;
 pub mod explain;
+pub mod generate;
 pub mod input;
+pub mod lab;
 pub mod matrix;
 mod progress;
 pub mod review;

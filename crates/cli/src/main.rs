@@ -1,7 +1,7 @@
 //! `palisade`: one policy engine, three faces (analyze, enforce, prove).
 
 use clap::{Parser, Subcommand};
-use palisade::{EXIT_ERRORS, check, explain, matrix, review, snapshot, web};
+use palisade::{EXIT_ERRORS, agent, check, explain, generate, lab, matrix, review, snapshot, web};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -41,14 +41,14 @@ enum Command {
     /// Write a live cluster's namespaces, nodes, pods and policies as manifests.
     Snapshot(snapshot::SnapshotArgs),
     /// Write a synthetic cluster (namespaces, pods, policies), deterministic by seed.
-    Generate(palisade_synth::GenerateArgs),
+    Generate(generate::GenerateArgs),
     /// The node agent: enforces policies for this node's pods with nftables.
-    Agent(palisade_agent::AgentArgs),
+    Agent(agent::AgentArgs),
     /// Follow and filter the agent's flow records.
-    Observe(palisade_agent::ObserveArgs),
+    Observe(agent::ObserveArgs),
     /// A lab of network namespaces that proves enforcement equals analysis (needs root).
     #[command(subcommand)]
-    Lab(palisade_lab::LabCommand),
+    Lab(lab::LabCommand),
 }
 
 fn main() -> ExitCode {
@@ -75,16 +75,12 @@ fn main() -> ExitCode {
         Command::Diff(command) => review::run_diff(command, &cli.namespace, &mut out),
         Command::Serve(args) => web::run(args, &cli.namespace),
         Command::Snapshot(args) => snapshot::run(args, &mut out),
-        Command::Generate(args) => palisade_synth::run_generate(args)
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(anyhow::Error::from),
-        Command::Observe(args) => {
-            palisade_agent::run_observe(args, &mut out).map(|()| ExitCode::SUCCESS)
+        Command::Generate(args) => generate::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Observe(args) => agent::run_observe(args, &mut out).map(|()| ExitCode::SUCCESS),
+        Command::Lab(command) => lab::run(command, &cli.namespace, &mut out),
+        Command::Agent(args) => {
+            palisade_agent::run_agent(args.config()).map(|()| ExitCode::SUCCESS)
         }
-        Command::Lab(command) => {
-            palisade_lab::run_lab(command, &cli.namespace, &mut out).map_err(anyhow::Error::from)
-        }
-        Command::Agent(args) => palisade_agent::run_agent(args.clone()).map(|()| ExitCode::SUCCESS),
     };
     let flushed = out.flush();
     match (result, flushed) {

@@ -3,25 +3,118 @@
 
 use crate::input::{self, ClusterArgs};
 use anyhow::bail;
-use clap::Args;
+use clap::{Args, ColorChoice, ValueEnum};
+use palisade_lint::{DiffConfig, DiffFormat, LintConfig, LintFormat, Severity};
 use palisade_manifest::LoadOptions;
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LintOutput {
+    Text,
+    Json,
+    /// SARIF 2.1.0, for code-scanning tools.
+    Sarif,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Exit 1 when any finding is a warning or an error.
+    Warning,
+    /// Exit 1 when any finding is an error.
+    Error,
+    /// Always exit 0.
+    Never,
+}
 
 #[derive(Args)]
 pub struct LintCommand {
-    #[command(flatten)]
-    pub args: palisade_lint::LintArgs,
+    /// Manifest files or directories (.yaml, .yml, .json, searched recursively); `-` for stdin;
+    /// none: the live cluster.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = LintOutput::Text)]
+    pub output: LintOutput,
+    /// Lowest severity that makes the exit status 1.
+    #[arg(long, value_enum, default_value_t = FailOn::Error)]
+    pub fail_on: FailOn,
+    /// Colour for text output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
 
+impl LintCommand {
+    fn config(&self) -> LintConfig {
+        LintConfig {
+            format: match self.output {
+                LintOutput::Text => LintFormat::Text,
+                LintOutput::Json => LintFormat::Json,
+                LintOutput::Sarif => LintFormat::Sarif,
+            },
+            fail_on: match self.fail_on {
+                FailOn::Warning => Some(Severity::Warning),
+                FailOn::Error => Some(Severity::Error),
+                FailOn::Never => None,
+            },
+            color: use_color(self.color),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DiffOutput {
+    Text,
+    Json,
+    /// Markdown, ready for a pull-request comment.
+    Md,
+}
+
 #[derive(Args)]
 pub struct DiffCommand {
-    #[command(flatten)]
-    pub args: palisade_lint::DiffArgs,
+    /// `OLD NEW`: the manifests before and after the change (files or directories). With a
+    /// live cluster (`--kubeconfig`/`--context`): the manifests that would be applied to it.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = DiffOutput::Text)]
+    pub output: DiffOutput,
+    /// Exit 1 when connectivity changes, like `git diff --exit-code`.
+    #[arg(long)]
+    pub exit_code: bool,
+    /// Colour for text output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+impl DiffCommand {
+    fn config(&self) -> DiffConfig {
+        DiffConfig {
+            format: match self.output {
+                DiffOutput::Text => DiffFormat::Text,
+                DiffOutput::Json => DiffFormat::Json,
+                DiffOutput::Md => DiffFormat::Md,
+            },
+            exit_code: self.exit_code,
+            color: use_color(self.color),
+        }
+    }
+}
+
+/// `auto` colours only a terminal, and respects NO_COLOR / CLICOLOR_FORCE.
+fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
+        }
+    }
 }
 
 pub fn run_lint(
@@ -30,9 +123,9 @@ pub fn run_lint(
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
     // The loader's diagnostics are findings of their own: not printed twice.
-    let loaded = input::read(&command.args.paths, &command.cluster, namespace)?;
-    input::refuse_empty(&loaded, &command.args.paths)?;
-    Ok(palisade_lint::report_lint(&command.args, &loaded, out)?)
+    let loaded = input::read(&command.paths, &command.cluster, namespace)?;
+    input::refuse_empty(&loaded, &command.paths)?;
+    Ok(palisade_lint::report_lint(&command.config(), &loaded, out)?)
 }
 
 /// `diff OLD NEW`, or with a cluster, the live state against the live state with the
@@ -42,7 +135,7 @@ pub fn run_diff(
     namespace: &str,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let paths = &command.args.paths;
+    let paths = &command.paths;
     let mut input_errors = false;
     let (old, new) = if command.cluster.named() {
         let live = input::read(&[], &command.cluster, namespace)?;
@@ -74,7 +167,7 @@ pub fn run_diff(
         (sides.pop().unwrap_or_default(), new)
     };
     Ok(palisade_lint::report_diff(
-        &command.args,
+        &command.config(),
         old,
         new,
         input_errors,

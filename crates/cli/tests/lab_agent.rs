@@ -403,7 +403,7 @@ fn flow_records_and_metrics_name_verdicts_and_policies() {
     let find = |verdict: Verdict, src: &str| {
         lab.flow_records().into_iter().find(|r| {
             r.verdict == verdict
-                && r.direction == "INGRESS"
+                && r.direction == palisade_agent::FlowDirection::Ingress
                 && r.src.pod.as_deref() == Some(src)
                 && r.dst.pod.as_deref() == Some("b")
                 && r.dst.port == 80
@@ -421,7 +421,7 @@ fn flow_records_and_metrics_name_verdicts_and_policies() {
         .unwrap_or_else(|| panic!("no FORWARDED record for x/a -> x/b in {records:#?}"));
     assert_eq!(forwarded.policies, ["x/b-from"]);
     assert_eq!(forwarded.decided_by, "x/b-from ingress rule 1");
-    assert_eq!(forwarded.protocol, "TCP");
+    assert_eq!(forwarded.protocol.to_string(), "TCP");
     assert_eq!(forwarded.src.namespace.as_deref(), Some("x"));
     let dropped = find(Verdict::Dropped, "c")
         .unwrap_or_else(|| panic!("no DROPPED record for x/c -> x/b in {records:#?}"));

@@ -8,7 +8,7 @@ use crate::net;
 use crate::plan::{
     GATEWAY, LabSubject, NODE_SIDE_MAC, Plan, SubjectKind, node_link_mac, subject_mac,
 };
-use palisade_agent::{AgentArgs, PodInventory, PodPlacement};
+use palisade_agent::{PodInventory, PodPlacement};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -77,14 +77,6 @@ pub struct LabState {
     /// When the lab lives in an API server: how to reach it, and whether `up` started it.
     #[serde(default)]
     pub kube: Option<KubeState>,
-}
-
-impl LabState {
-    /// The render options of the lab's agents.
-    pub fn agent_render_options(&self) -> Result<palisade_dataplane::RenderOptions, LabError> {
-        AgentArgs::render_options_of(&self.agent_args)
-            .map_err(|e| LabError::Invalid(format!("the lab's agent arguments: {e}")))
-    }
 }
 
 /// Checks a lab name: it goes into namespace names and a directory name.

@@ -2,10 +2,10 @@
 
 use palisade_engine::Analysis;
 use palisade_lint::{
-    ConnectionChange, ConnectivityDiff, DiffArgs, DiffFormat, diff, run_diff, write_diff_markdown,
-    write_diff_text,
+    ConnectionChange, ConnectivityDiff, DiffConfig, DiffFormat, diff, report_diff,
+    write_diff_markdown, write_diff_text,
 };
-use palisade_manifest::{LoadOptions, load_str};
+use palisade_manifest::{LoadOptions, load_paths, load_str};
 use std::process::ExitCode;
 
 /// Three pods in `shop`; api declares `http` = TCP 8080.
@@ -302,7 +302,7 @@ fn text_and_markdown_reports() {
 }
 
 #[test]
-fn run_diff_exit_code_follows_connectivity_not_text() {
+fn report_diff_exit_code_follows_connectivity_not_text() {
     let dir = std::env::temp_dir().join(format!("palisade-lint-diff-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let write = |name: &str, docs: &[&str]| {
@@ -318,14 +318,16 @@ fn run_diff_exit_code_follows_connectivity_not_text() {
     let same_meaning = write("named.yaml", &[DENY_INGRESS, &named]);
     let opened = write("open.yaml", &[]);
     let run = |new: &std::path::Path, exit_code: bool| {
-        let args = DiffArgs {
-            paths: vec![base.clone(), new.to_path_buf()],
-            output: DiffFormat::Json,
+        let config = DiffConfig {
+            format: DiffFormat::Json,
             exit_code,
-            color: clap::ColorChoice::Never,
+            color: false,
+        };
+        let side = |path: &std::path::Path| {
+            load_paths(&[path.to_path_buf()], &LoadOptions::default()).cluster
         };
         let mut out = Vec::new();
-        let code = run_diff(&args, "default", &mut out).unwrap();
+        let code = report_diff(&config, side(&base), side(new), false, &mut out).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
         (code, json)
     };

@@ -2,10 +2,10 @@
 //! JSON, and SARIF 2.1.0 checked against the fields the schema requires.
 
 use palisade_lint::{
-    FailOn, Finding, LintArgs, LintFormat, LintId, lint, lint_json, lint_sarif, run_lint,
+    Finding, LintConfig, LintFormat, LintId, Severity, lint, lint_json, lint_sarif, report_lint,
     write_lint_text,
 };
-use palisade_manifest::{LoadOptions, load_str};
+use palisade_manifest::{LoadOptions, load_paths, load_str};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -134,15 +134,15 @@ fn sarif_has_the_required_structure() {
     }
 }
 
-fn run(path: PathBuf, output: LintFormat, fail_on: FailOn) -> (ExitCode, String) {
-    let args = LintArgs {
-        paths: vec![path],
-        output,
+fn run(path: PathBuf, format: LintFormat, fail_on: Option<Severity>) -> (ExitCode, String) {
+    let config = LintConfig {
+        format,
         fail_on,
-        color: clap::ColorChoice::Never,
+        color: false,
     };
+    let loaded = load_paths(&[path], &LoadOptions::default());
     let mut out = Vec::new();
-    let code = run_lint(&args, "default", &mut out).unwrap();
+    let code = report_lint(&config, &loaded, &mut out).unwrap();
     (code, String::from_utf8(out).unwrap())
 }
 
@@ -152,10 +152,10 @@ fn fail_on_sets_the_exit_status() {
     let warnings_only = lint_dir(LintId::PeerSelectsNothing).join("bad-pod-typo.yaml");
     let with_error = lint_dir(LintId::DnsBlocked).join("bad-egress-deny.yaml");
     let table = [
-        (&warnings_only, FailOn::Warning, ExitCode::FAILURE),
-        (&warnings_only, FailOn::Error, ExitCode::SUCCESS),
-        (&with_error, FailOn::Error, ExitCode::FAILURE),
-        (&with_error, FailOn::Never, ExitCode::SUCCESS),
+        (&warnings_only, Some(Severity::Warning), ExitCode::FAILURE),
+        (&warnings_only, Some(Severity::Error), ExitCode::SUCCESS),
+        (&with_error, Some(Severity::Error), ExitCode::FAILURE),
+        (&with_error, None, ExitCode::SUCCESS),
     ];
     for (path, fail_on, expected) in table {
         let (code, _) = run(path.clone(), LintFormat::Text, fail_on);
@@ -164,29 +164,14 @@ fn fail_on_sets_the_exit_status() {
 }
 
 #[test]
-fn run_lint_writes_the_chosen_format() {
+fn report_lint_writes_the_chosen_format() {
     let path = lint_dir(LintId::DnsBlocked).join("bad-egress-deny.yaml");
-    let (_, sarif) = run(path.clone(), LintFormat::Sarif, FailOn::Never);
+    let (_, sarif) = run(path.clone(), LintFormat::Sarif, None);
     let sarif: Value = serde_json::from_str(&sarif).unwrap();
     assert_eq!(sarif["runs"][0]["results"][0]["ruleId"], "PAL001");
-    let (_, json) = run(path.clone(), LintFormat::Json, FailOn::Never);
+    let (_, json) = run(path.clone(), LintFormat::Json, None);
     let json: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["findings"][0]["id"], "PAL001");
-    let (_, text) = run(path, LintFormat::Text, FailOn::Never);
+    let (_, text) = run(path, LintFormat::Text, None);
     assert!(text.starts_with("PAL001 dns-blocked:"), "{text}");
-}
-
-#[test]
-fn missing_paths_are_an_error() {
-    let args = LintArgs {
-        paths: vec![PathBuf::from("/nonexistent/policies.yaml")],
-        output: LintFormat::Text,
-        fail_on: FailOn::Error,
-        color: clap::ColorChoice::Never,
-    };
-    let error = run_lint(&args, "default", &mut Vec::new()).unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "/nonexistent/policies.yaml: no such file or directory"
-    );
 }

@@ -27,52 +27,17 @@ pub enum SynthError {
     },
 }
 
-/// `palisade generate`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct GenerateArgs {
-    /// Seed: the same seed and sizes give the same bytes.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Total pods, kube-system's DNS pods included.
-    #[arg(long, default_value_t = 1000)]
-    pub pods: usize,
-    /// Total NetworkPolicies.
-    #[arg(long, default_value_t = 100)]
-    pub policies: usize,
-    /// Application namespaces, kube-system not counted [default: pods/1000, at least 3].
-    #[arg(long)]
-    pub namespaces: Option<usize>,
-    /// Emit one Deployment (with spec.replicas) per workload instead of one Pod per replica.
-    #[arg(long)]
-    pub workloads: bool,
-    /// Directory for one file per namespace (created if missing, must be empty), or `-` for
-    /// one multi-document stream on stdout.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-}
-
-impl GenerateArgs {
-    pub fn params(&self) -> Params {
-        Params {
-            seed: self.seed,
-            pods: self.pods,
-            policies: self.policies,
-            namespaces: self.namespaces,
-            mode: if self.workloads {
-                Mode::Workloads
-            } else {
-                Mode::Pods
-            },
-        }
-    }
-}
-
-pub fn run_generate(args: &GenerateArgs) -> Result<(), SynthError> {
-    let generated = generate(&args.params())?;
-    if args.out.as_os_str() == "-" {
+/// Writes the cluster `params` describe to `out`: a directory for one file per namespace
+/// (created if missing, must be empty), or `-` for one multi-document stream on stdout.
+pub fn run_generate(params: &Params, out: &Path) -> Result<(), SynthError> {
+    let generated = generate(params)?;
+    if out.as_os_str() == "-" {
         let stdout = io::stdout();
-        let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
-        match generated.write_stream(&mut out).and_then(|()| out.flush()) {
+        let mut stream = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+        match generated
+            .write_stream(&mut stream)
+            .and_then(|()| stream.flush())
+        {
             // `palisade generate --out - | head` stops reading early; that is no failure.
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
             result => result.map_err(|source| SynthError::Io {
@@ -81,7 +46,7 @@ pub fn run_generate(args: &GenerateArgs) -> Result<(), SynthError> {
             }),
         }
     } else {
-        generated.write_dir(&args.out)
+        generated.write_dir(out)
     }
 }
 

@@ -7,7 +7,7 @@ use axum::extract::{Query, State as Shared};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use palisade_agent::{FlowFile, FlowRecord, ObserveArgs, OutputFormat};
+use palisade_agent::{FlowFile, FlowRecord, ObserveFilter};
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -40,14 +40,11 @@ pub(super) async fn stream(
         ));
     }
     let text = |value: &Option<String>| given(value).map(str::to_string);
-    let filter = ObserveArgs {
-        files: Vec::new(),
-        follow: true,
+    let filter = ObserveFilter {
         namespace: text(&query.namespace),
         pod: text(&query.pod),
         verdict: text(&query.verdict),
         port: given(&query.port).map(port).transpose()?,
-        output: OutputFormat::Json,
     };
     let (sender, receiver) = mpsc::channel(BACKLOG);
     let files = state.flows.clone();
@@ -60,7 +57,7 @@ pub(super) async fn stream(
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
-fn follow(files: Vec<PathBuf>, filter: &ObserveArgs, sender: &mpsc::Sender<String>) {
+fn follow(files: Vec<PathBuf>, filter: &ObserveFilter, sender: &mpsc::Sender<String>) {
     let mut files: Vec<FlowFile> = files.into_iter().map(FlowFile::new).collect();
     let mut backlog = VecDeque::new();
     for file in &mut files {
