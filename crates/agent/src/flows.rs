@@ -441,6 +441,7 @@ impl NflogSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use palisade_engine::{EndpointId, PolicyId};
 
     #[test]
     fn parses_ports_of_truncated_ipv4_and_ipv6_packets() {
@@ -551,7 +552,7 @@ mod tests {
                 egress: vec![],
             });
             for i in 0..extra {
-                let mut isolating = cluster.policies[0].clone();
+                let mut isolating = cluster.policies[PolicyId::from(0)].clone();
                 isolating.name = format!("web-{i}");
                 isolating.ingress.clear();
                 cluster.policies.push(isolating);
@@ -560,7 +561,9 @@ mod tests {
         };
         let snapshot = |cluster: Cluster| {
             let analysis = Analysis::new(cluster);
-            let program = NodeProgram::compile(&analysis, &[(0, analysis.endpoint(0).ips.clone())]);
+            let first = EndpointId::from(0);
+            let program =
+                NodeProgram::compile(&analysis, &[(first, analysis.endpoint(first).ips.clone())]);
             let options = RenderOptions {
                 audit: false,
                 log_group: 100,
@@ -570,7 +573,7 @@ mod tests {
         };
         let old = snapshot(shop(80, 0));
         let ruleset = &old.ruleset;
-        let tag = LogTag::AdmittedIn(ruleset.chain_keys[0]);
+        let tag = LogTag::AdmittedIn(ruleset.chain_keys[ChainId::from(0)]);
         assert!(
             ruleset.text(1).contains(&tag.prefix()),
             "{}",
@@ -628,7 +631,7 @@ mod tests {
         // Seven policies isolate web and none admits: a denial names five and counts two.
         let many = snapshot(shop(80, 6));
         let packet = LoggedPacket {
-            prefix: LogTag::Denied(many.ruleset.chain_keys[0]).prefix(),
+            prefix: LogTag::Denied(many.ruleset.chain_keys[ChainId::from(0)]).prefix(),
             payload: tcp_packet("10.2.0.2", "10.1.0.1", 9),
         };
         let denied = record(&packet, &[many], "n0").expect("a record");

@@ -59,8 +59,7 @@ pub fn place(
     // every change, over every pod of the cluster.
     let by_name: HashMap<(&str, Cow<'_, str>), EndpointId> = cluster
         .endpoints
-        .iter()
-        .enumerate()
+        .iter_enumerated()
         .map(|(id, ep)| {
             let rest = match &ep.kind {
                 EndpointKind::Pod => Cow::Borrowed(ep.name.as_str()),
@@ -110,7 +109,7 @@ mod tests {
         let mut cluster = Cluster::default();
         let mut web = Endpoint::pod("shop", "web", Labels::new());
         web.ips = vec!["10.9.9.9".parse().unwrap()];
-        cluster.endpoints = vec![web, Endpoint::pod("shop", "db", Labels::new())];
+        cluster.endpoints = vec![web, Endpoint::pod("shop", "db", Labels::new())].into();
         let inventory: PodInventory = serde_json::from_str(
             r#"{"pods": [
                 {"name": "shop/web", "node": "node0"},
@@ -120,10 +119,13 @@ mod tests {
         )
         .unwrap();
         let (local, unknown) = place(&mut cluster, Some(&inventory), "node0");
-        assert_eq!(local, vec![(0, vec!["10.9.9.9".parse().unwrap()])]);
+        assert_eq!(
+            local,
+            vec![(EndpointId::from(0), vec!["10.9.9.9".parse().unwrap()])]
+        );
         assert_eq!(unknown, vec!["shop/gone".to_string()]);
         assert_eq!(
-            cluster.endpoints[1].ips,
+            cluster.endpoints[EndpointId::from(1)].ips,
             vec!["10.1.0.2".parse::<IpAddr>().unwrap()]
         );
         let (local, _) = place(&mut cluster, None, "node0");

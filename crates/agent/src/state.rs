@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use palisade_dataplane::{
     ChainIndex, ChainKey, RenderOptions, Ruleset, Runner, pod_interfaces, render,
 };
-use palisade_engine::{Analysis, ChainId, NodeProgram, PolicyId};
+use palisade_engine::{Analysis, ChainId, NodeProgram, PolicyId, TiVec};
 use palisade_manifest::{LoadCache, LoadOptions, Loaded, Severity, load_paths};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,7 +21,7 @@ pub struct Snapshot {
     pub ruleset: Ruleset,
     chains_by_key: HashMap<ChainKey, ChainId>,
     /// `namespace/name` of each policy, by id.
-    policy_names: Arc<Vec<String>>,
+    policy_names: Arc<TiVec<PolicyId, String>>,
     /// Namespace and name of the endpoint that has an address.
     endpoints_by_ip: Arc<HashMap<IpAddr, (String, String)>>,
 }
@@ -30,8 +30,7 @@ impl Snapshot {
     pub fn new(analysis: &Analysis, program: NodeProgram, ruleset: Ruleset) -> Self {
         let chains_by_key = ruleset
             .chain_keys
-            .iter()
-            .enumerate()
+            .iter_enumerated()
             .map(|(chain, &key)| (key, chain))
             .collect();
         let cluster = analysis.cluster();

@@ -111,7 +111,7 @@ fn measure(size: &str) {
 
     let endpoints = analysis.cluster().endpoints.len();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let mut pick = || Subject::Endpoint(rng.random_range(0..endpoints));
+    let mut pick = || Subject::Endpoint(rng.random_range(0..endpoints).into());
     let pairs: Vec<(Subject, Subject)> = (0..CHECKS.max(NAIVE_SAMPLE))
         .map(|_| (pick(), pick()))
         .collect();

@@ -62,7 +62,7 @@ pub fn run(args: &ExplainArgs, namespace: &str, out: &mut dyn Write) -> anyhow::
     let analysis = &input.analysis;
     // One policy at a time, written as it is described: a rule's peers may be every pod of
     // the cluster, and 10k policies of them do not fit in memory at once.
-    let policies = (0..analysis.cluster().policies.len()).map(|id| {
+    let policies = analysis.cluster().policies.keys().map(|id| {
         let origin = input.loaded.policy_origins.get(id).map(ToString::to_string);
         policy_view(analysis, id, origin)
     });
@@ -143,7 +143,7 @@ fn rule_view(
             .join("; or ")
     };
     let mut peer_endpoints: Vec<EndpointId> = if rule.peers.is_empty() {
-        (0..analysis.cluster().endpoints.len()).collect()
+        analysis.cluster().endpoints.keys().collect()
     } else {
         rule.peers
             .iter()
@@ -174,7 +174,7 @@ fn rule_view(
 fn namespace_views(analysis: &Analysis) -> Vec<NamespaceView> {
     let cluster = analysis.cluster();
     let mut members_of: HashMap<&str, Vec<EndpointId>> = HashMap::new();
-    for (id, endpoint) in cluster.endpoints.iter().enumerate() {
+    for (id, endpoint) in cluster.endpoints.iter_enumerated() {
         members_of
             .entry(endpoint.namespace.as_str())
             .or_default()

@@ -3,7 +3,7 @@
 use crate::input::{self, ClusterArgs};
 use crate::progress::Progress;
 use clap::{Args, ValueEnum};
-use palisade_engine::{Analysis, Connectivity, Node as EngineNode, Protocol, Subject};
+use palisade_engine::{Analysis, Connectivity, Protocol, Subject, Vertex};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,13 +58,13 @@ struct Node {
     group: String,
     subject: Subject,
     /// Endpoints of one class decide alike.
-    key: EngineNode,
+    key: Vertex,
     ports: Vec<(u16, Protocol)>,
 }
 
 impl Node {
     fn is_external(&self) -> bool {
-        matches!(self.key, EngineNode::External(_))
+        matches!(self.key, Vertex::External(_))
     }
 }
 
@@ -169,15 +169,14 @@ fn nodes(analysis: &Analysis, connectivity: &Connectivity, args: &MatrixArgs) ->
     };
     let mut nodes: Vec<Node> = cluster
         .endpoints
-        .iter()
-        .enumerate()
+        .iter_enumerated()
         .map(|(id, ep)| {
             let declared: Vec<(u16, Protocol)> = probe.for_endpoint(ep).into_iter().collect();
             Node {
                 name: format!("{}/{}", ep.namespace, ep.name),
                 group: ep.namespace.clone(),
                 subject: Subject::Endpoint(id),
-                key: EngineNode::Class(analysis.class_of(id)),
+                key: Vertex::Class(analysis.class_of(id)),
                 ports: choose(declared),
             }
         })
@@ -188,7 +187,7 @@ fn nodes(analysis: &Analysis, connectivity: &Connectivity, args: &MatrixArgs) ->
                 name: range.label(),
                 group: "outside the cluster".to_string(),
                 subject: Subject::External(range.first),
-                key: EngineNode::External(index),
+                key: Vertex::External(index),
                 ports: choose(probe.for_outside().iter().copied().collect()),
             });
         }

@@ -3,7 +3,7 @@
 //! as allowed when at least one port is open.
 
 use palisade_engine::{
-    Analysis, ClassId, Connectivity, DestinationKey, Direction, Node, PortSetId, SourceKey,
+    Analysis, ClassId, Connectivity, DestinationKey, Direction, PortSetId, SourceKey, TiVec, Vertex,
 };
 use rustc_hash::FxHashMap;
 use std::io::Write;
@@ -122,12 +122,10 @@ pub fn write(
         .enumerate()
         .map(|(i, n)| (*n, i))
         .collect();
-    let mut classes: Vec<Option<ClassInfo>> = (0..analysis.class_count()).map(|_| None).collect();
-    let mut endpoints_in_class = vec![0usize; classes.len()];
-    for (id, ep) in cluster.endpoints.iter().enumerate() {
-        let class = analysis.class_of(id);
-        endpoints_in_class[class] += 1;
-        let info = classes[class].get_or_insert_with(|| ClassInfo {
+    let mut classes: TiVec<ClassId, Option<ClassInfo>> =
+        analysis.class_ids().map(|_| None).collect();
+    for (id, ep) in cluster.endpoints.iter_enumerated() {
+        let info = classes[analysis.class_of(id)].get_or_insert_with(|| ClassInfo {
             name: format!("{}/{}", ep.namespace, ep.name),
             // The engine lists every namespace an endpoint is in.
             namespace: namespace_ids[ep.namespace.as_str()],
@@ -138,8 +136,7 @@ pub fn write(
         info.pods += u64::from(ep.replicas);
     }
     let classes: Vec<(ClassId, ClassInfo)> = classes
-        .into_iter()
-        .enumerate()
+        .into_iter_enumerated()
         .filter_map(|(id, info)| info.map(|i| (id, i)))
         .collect();
     let total_pods: u64 = classes.iter().map(|(_, c)| c.pods).sum();
@@ -155,7 +152,7 @@ pub fn write(
     let mut destination_of: FxHashMap<(usize, DestinationKey), usize> = FxHashMap::default();
     let mut class_groups = Vec::with_capacity(classes.len());
     for (class, info) in &classes {
-        let node = Node::Class(*class);
+        let node = Vertex::Class(*class);
         let src = group_index(
             &mut sources,
             &mut source_of,
@@ -212,7 +209,7 @@ pub fn write(
     let mut reaches = vec![0u64; sources.len()];
     let mut reached_by = vec![0u64; destinations.len()];
     let loopback_only = |class: ClassId| {
-        let id = connectivity.allowed_id(Node::Class(class), Node::Class(class));
+        let id = connectivity.allowed_id(Vertex::Class(class), Vertex::Class(class));
         !nonempty[id as usize]
     };
     let mut row = vec![Tally::default(); n];
@@ -243,7 +240,7 @@ pub fn write(
             if loopback_only(*class) {
                 tally.allowed += info.pods;
             } else {
-                let id = connectivity.allowed_id(Node::Class(*class), Node::Class(*class));
+                let id = connectivity.allowed_id(Vertex::Class(*class), Vertex::Class(*class));
                 tally.remove(id, info.pods);
             }
         }
@@ -293,7 +290,7 @@ pub fn write(
             [false, true] => "egress",
             [false, false] => "-",
         };
-        let name = match endpoints_in_class[*class] {
+        let name = match analysis.class_members(*class).len() {
             1 => info.name.clone(),
             n => format!("{} (+{} alike)", info.name, n - 1),
         };
@@ -302,7 +299,7 @@ pub fn write(
             .enumerate()
             .filter(|(x, _)| {
                 !connectivity
-                    .allowed(Node::Class(*class), Node::External(*x))
+                    .allowed(Vertex::Class(*class), Vertex::External(*x))
                     .is_empty()
             })
             .count();

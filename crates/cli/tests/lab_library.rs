@@ -68,8 +68,9 @@ fn cluster(policies: Vec<NetworkPolicy>) -> Cluster {
             pod("x", "a", None),
             pod("x", "b", Some("10.244.7.7")),
             pod("y", "c", None),
-        ],
-        policies,
+        ]
+        .into(),
+        policies: policies.into(),
     }
 }
 

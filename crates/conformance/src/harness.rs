@@ -4,8 +4,8 @@
 
 use palisade_engine::{
     Analysis, ContainerPort, Endpoint, IpBlock, LabelSelector, Labels, NAMESPACE_NAME_LABEL,
-    Namespace, NamespaceScope, NetworkPolicy, Node, Operator, Peer, PolicyTypes, PortRef, PortRule,
-    Protocol, Requirement, Rule, Subject,
+    Namespace, NamespaceScope, NetworkPolicy, Operator, Peer, PolicyTypes, PortRef, PortRule,
+    Protocol, Requirement, Rule, Subject, Vertex,
 };
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -396,8 +396,7 @@ impl World {
         let endpoints = self
             .cluster
             .endpoints
-            .iter()
-            .enumerate()
+            .iter_enumerated()
             .map(|(id, e)| SubjectInfo {
                 label: e.qualified_name(),
                 namespace: Some(e.namespace.clone()),
@@ -438,8 +437,8 @@ impl World {
         let analysis = self.analysis();
         let connectivity = analysis.connectivity();
         let node = |subject: Subject| match subject {
-            Subject::Endpoint(id) => Some(Node::Class(analysis.class_of(id))),
-            Subject::External(ip) => connectivity.external_node(ip),
+            Subject::Endpoint(id) => Some(Vertex::Class(analysis.class_of(id))),
+            Subject::External(ip) => connectivity.external_vertex(ip),
         };
         let mut grid = Grid::new(self.subjects(), false);
         let mut inconsistencies = Vec::new();
@@ -511,7 +510,7 @@ impl World {
         }
         let analysis = self.analysis();
         let mut report = String::from("policies:");
-        for (id, policy) in self.cluster.policies.iter().enumerate() {
+        for (id, policy) in self.cluster.policies.iter_enumerated() {
             let _ = write!(report, " #{id} {}", policy.qualified_name());
         }
         report.push('\n');

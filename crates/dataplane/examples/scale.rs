@@ -7,8 +7,9 @@
 
 use palisade_dataplane::{Netns, Nft, RenderOptions, Ruleset, render};
 use palisade_engine::{
-    Analysis, Cluster, ContainerPort, Endpoint, IpBlock, LabelSelector, Labels, NamespaceScope,
-    NetworkPolicy, NodeProgram, Peer, PolicyTypes, PortRef, PortRule, Protocol, Rule,
+    Analysis, Cluster, ContainerPort, Endpoint, EndpointId, IpBlock, LabelSelector, Labels,
+    NamespaceScope, NetworkPolicy, NodeProgram, Peer, PolicyTypes, PortRef, PortRule, Protocol,
+    Rule,
 };
 use std::time::Instant;
 
@@ -126,7 +127,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut one_pod = cluster.clone();
     let mut pod = Endpoint::pod("ns0", "new-pod", app(0));
     pod.ips = vec!["10.99.0.1".parse()?];
-    one_pod.endpoints.insert(0, pod);
+    one_pod.endpoints.insert(EndpointId::from(0), pod);
     let mut in_force = ruleset;
     for (generation, (change, changed)) in (3..).zip([
         ("one policy changed", one_policy),

@@ -3,7 +3,7 @@
 use crate::table::{ChainDef, Element, Fnv1a, SetDef, SetKind, Stamp, Table};
 use palisade_engine::{
     Analysis, ChainId, Direction, IpRange, Isolation, NodeProgram, PortMatch, PortSet, Protocol,
-    RuleId, ip_to_u128,
+    RuleId, TiVec, ip_to_u128,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -29,10 +29,10 @@ pub struct Ruleset {
     /// Identifies the table: equal digests, equal tables.
     pub digest: u64,
     /// Parallel to the program's chains.
-    pub chain_keys: Vec<ChainKey>,
+    pub chain_keys: TiVec<ChainId, ChainKey>,
     /// Parallel to the program's chains: the index of each chain rendered as one set, to
     /// explain its records without building it again.
-    pub chain_indexes: Vec<Option<ChainIndex>>,
+    pub chain_indexes: TiVec<ChainId, Option<ChainIndex>>,
     pub(crate) table: Table,
 }
 
@@ -159,8 +159,8 @@ struct Renderer<'a> {
     program: &'a NodeProgram,
     options: RenderOptions,
     /// Per chain of the program: its name in the table, and its [`ChainKey`].
-    names: Vec<String>,
-    keys: Vec<ChainKey>,
+    names: TiVec<ChainId, String>,
+    keys: TiVec<ChainId, ChainKey>,
     sets: Vec<SetDef>,
     chains: Vec<ChainDef>,
     declared: HashMap<(String, Vec<Element>), String>,
@@ -194,7 +194,7 @@ const FAMILIES: [Family; 2] = [
 
 impl<'a> Renderer<'a> {
     fn new(analysis: &'a Analysis, program: &'a NodeProgram, options: RenderOptions) -> Self {
-        let mut keys = Vec::with_capacity(program.chains.len());
+        let mut keys = TiVec::with_capacity(program.chains.len());
         let mut taken = HashSet::new();
         for chain in &program.chains {
             let mut identity = Fnv1a::default();
@@ -224,7 +224,7 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    fn table(mut self) -> (Table, Vec<Option<ChainIndex>>) {
+    fn table(mut self) -> (Table, TiVec<ChainId, Option<ChainIndex>>) {
         self.pod_maps();
         self.sets.push(SetDef {
             name: POD_INTERFACES.to_string(),
@@ -243,7 +243,7 @@ impl<'a> Renderer<'a> {
                 rules: vec![rule],
             });
         }
-        let indexes = (0..self.program.chains.len())
+        let indexes = (self.program.chains.keys())
             .map(|chain| self.chain(chain))
             .collect();
         let table = Table {
@@ -918,9 +918,9 @@ mod tests {
             let items: Vec<(RuleId, Ranges)> = rules
                 .iter()
                 .enumerate()
-                .map(|(i, (addrs, _))| (10 + i, addrs.clone()))
+                .map(|(i, (addrs, _))| (RuleId::from(10 + i), addrs.clone()))
                 .collect();
-            let map = first_rules(&items, |r| rules[r - 10].1.clone());
+            let map = first_rules(&items, |r| rules[r.index() - 10].1.clone());
             let mut addrs: Vec<u128> = (0..12).chain([u128::MAX - 1, u128::MAX]).collect();
             addrs.sort_unstable();
             for &addr in &addrs {
@@ -931,7 +931,7 @@ mod tests {
                             a.iter().any(|&(lo, hi)| (lo..=hi).contains(&addr))
                                 && p.iter().any(|&(lo, hi)| (lo..=hi).contains(&port))
                         })
-                        .map(|i| 10 + i);
+                        .map(|i| RuleId::from(10 + i));
                     let found: Vec<RuleId> = map
                         .iter()
                         .filter(|(first, last, _)| (*first..=*last).contains(&addr))

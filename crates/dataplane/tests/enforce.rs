@@ -5,6 +5,7 @@ mod common;
 
 use common::topology::{Node, Proto, probe};
 use palisade_dataplane::{Applied, Netns, Nft, Ruleset, conntrack};
+use palisade_engine::PolicyId;
 use palisade_engine::{Analysis, Protocol, Subject};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -218,7 +219,7 @@ fn revocation_stops_an_established_connection() {
 
     // web stops admitting probe.
     let mut cluster = common::shop();
-    cluster.policies[0].ingress.remove(0);
+    cluster.policies[PolicyId::from(0)].ingress.remove(0);
     let started = Instant::now();
     let (analysis, program, ruleset) = common::compile(cluster, false);
     nft.apply(&ruleset, 1, None).unwrap();
@@ -325,14 +326,14 @@ fn changes_leave_the_table_a_replace_loads() {
         "a second web pod",
         common::compile(cluster.clone(), false).2,
     ));
-    cluster.policies[1].ingress[0].ports = vec![common::tcp(5433)];
+    cluster.policies[PolicyId::from(1)].ingress[0].ports = vec![common::tcp(5433)];
     tables.push(("db on a number", common::compile(cluster.clone(), false).2));
-    cluster.policies[0].ingress.swap(0, 1);
+    cluster.policies[PolicyId::from(0)].ingress.swap(0, 1);
     tables.push((
         "web rules swapped",
         common::compile(cluster.clone(), false).2,
     ));
-    cluster.endpoints.remove(0);
+    cluster.endpoints.remove(0.into());
     tables.push(("web pod gone", common::compile(cluster.clone(), false).2));
     tables.push(("audit", common::compile(cluster, true).2));
     tables.push(("shop again", common::compile(common::shop(), false).2));

@@ -1,9 +1,11 @@
 mod common;
 
 use palisade_dataplane::{ChainIndex, LogTag, Nft, RenderOptions, Runner, render};
+use palisade_engine::ChainId;
 use palisade_engine::{
     Analysis, Cluster, Direction, Isolation, NodeProgram, PortRef, Protocol, SideOutcome,
 };
+use palisade_engine::{EndpointId, PolicyId};
 use std::net::IpAddr;
 
 fn shop_ruleset(audit: bool) -> (palisade_dataplane::Ruleset, NodeProgram) {
@@ -58,7 +60,7 @@ fn shop_table_in_audit_mode_accepts_what_it_would_drop() {
     let (audit, _) = shop_ruleset(true);
     let (enforcing_text, audit_text) = (enforcing.text(7), audit.text(7));
     assert!(enforcing_text.contains("drop") && !audit_text.contains("drop"));
-    let tag = LogTag::Audit(audit.chain_keys[0]).prefix();
+    let tag = LogTag::Audit(audit.chain_keys[ChainId::from(0)]).prefix();
     assert!(audit_text.contains(&format!("{tag}\" group 100\n\t\treturn\n")));
     assert_ne!(enforcing.digest, audit.digest);
 }
@@ -72,7 +74,8 @@ fn digests_follow_the_content_and_chains_the_policies() {
         audit: false,
         log_group: 100,
     };
-    let local = vec![(0, analysis.endpoint(0).ips.clone())];
+    let web = EndpointId::from(0);
+    let local = vec![(web, analysis.endpoint(web).ips.clone())];
     let program = NodeProgram::compile(&analysis, &local);
     let one = render(&analysis, &program, options);
     assert_eq!(one, render(&analysis, &program, options));
@@ -82,12 +85,13 @@ fn digests_follow_the_content_and_chains_the_policies() {
         restamp.lines().count() == 2 && restamp.lines().all(|l| l.contains(" state ")),
         "{restamp}"
     );
-    let fewer = NodeProgram::compile(&analysis, &[(1, analysis.endpoint(1).ips.clone())]);
+    let db = EndpointId::from(1);
+    let fewer = NodeProgram::compile(&analysis, &[(db, analysis.endpoint(db).ips.clone())]);
     assert_ne!(one.digest, render(&analysis, &fewer, options).digest);
 
     // web's second rule admits one port more: another table, the same chain and rules.
     let mut cluster = numbered_shop();
-    cluster.policies[0].ingress[1].ports[0].end_port = Some(83);
+    cluster.policies[PolicyId::from(0)].ingress[1].ports[0].end_port = Some(83);
     let wider = Analysis::new(cluster);
     let other = render(&wider, &NodeProgram::compile(&wider, &local), options);
     assert_ne!(one.digest, other.digest);

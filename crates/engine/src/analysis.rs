@@ -4,18 +4,16 @@
 //! explanations ask about one policy, live here; decisions in [`crate::decide`].
 
 use crate::classes::{Class, classify, direction_slot};
+use crate::ids::{ClassId, EndpointId, PolicyId};
 use crate::model::{
-    Cluster, Direction, Endpoint, EndpointKind, Namespace, NetworkPolicy, Peer, PortRef,
+    Cluster, Direction, Endpoint, EndpointKind, Namespace, NetworkPolicy, Peer, PortRef, Rule,
 };
 use crate::ports::Protocol;
 use crate::rules;
 use crate::selector::Labels;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
-
-pub type PolicyId = usize;
-pub type EndpointId = usize;
-pub type ClassId = usize;
+use typed_index_collections::TiVec;
 
 /// One side of a connection: an endpoint of the cluster, or an address outside it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,9 +25,9 @@ pub enum Subject {
 pub struct Analysis {
     pub(crate) cluster: Cluster,
     pub(crate) namespace_index: HashMap<String, usize>,
-    endpoint_class: Vec<ClassId>,
-    pub(crate) classes: Vec<Class>,
-    class_members: Vec<Vec<EndpointId>>,
+    endpoint_class: TiVec<EndpointId, ClassId>,
+    pub(crate) classes: TiVec<ClassId, Class>,
+    class_members: TiVec<ClassId, Vec<EndpointId>>,
     endpoint_by_name: HashMap<String, EndpointId>,
     endpoint_by_ip: HashMap<IpAddr, EndpointId>,
 }
@@ -77,18 +75,18 @@ impl Analysis {
         let (classes, endpoint_class) = classify(&cluster, &namespace_index);
         let endpoint_by_name = cluster
             .endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, ep)| (ep.qualified_name(), i))
+            .iter_enumerated()
+            .map(|(id, ep)| (ep.qualified_name(), id))
             .collect();
         let mut endpoint_by_ip = HashMap::new();
-        for (i, ep) in cluster.endpoints.iter().enumerate() {
+        for (id, ep) in cluster.endpoints.iter_enumerated() {
             for ip in &ep.ips {
-                endpoint_by_ip.entry(*ip).or_insert(i);
+                endpoint_by_ip.entry(*ip).or_insert(id);
             }
         }
-        let mut class_members = vec![Vec::new(); classes.len()];
-        for (id, &class) in endpoint_class.iter().enumerate() {
+        let mut class_members: TiVec<ClassId, Vec<EndpointId>> =
+            vec![Vec::new(); classes.len()].into();
+        for (id, &class) in endpoint_class.iter_enumerated() {
             class_members[class].push(id);
         }
         Self {
@@ -133,7 +131,7 @@ impl Analysis {
                 .copied();
         }
         // `ns/name` of a workload, as the matrix shows it, when no other workload there has it.
-        let mut workloads = self.cluster.endpoints.iter().enumerate().filter(|(_, e)| {
+        let mut workloads = self.cluster.endpoints.iter_enumerated().filter(|(_, e)| {
             matches!(e.kind, EndpointKind::Workload { .. }) && e.namespace == ns && e.name == rest
         });
         match (workloads.next(), workloads.next()) {
@@ -158,6 +156,11 @@ impl Analysis {
         self.classes.len()
     }
 
+    /// Every class, ascending.
+    pub fn class_ids(&self) -> impl Iterator<Item = ClassId> + use<> {
+        self.classes.keys()
+    }
+
     /// The endpoint a subject is, `None` for an outside address: how the rules see a
     /// destination.
     pub(crate) fn endpoint_of(&self, subject: Subject) -> Option<&Endpoint> {
@@ -179,18 +182,75 @@ impl Analysis {
 
     /// Endpoints whose pods the policy's podSelector selects.
     pub fn selected_endpoints(&self, policy: PolicyId) -> Vec<EndpointId> {
-        let p = &self.cluster.policies[policy];
-        self.endpoints_of_classes(|class| {
-            rules::selects(p, &self.cluster.endpoints[class.representative])
-        })
+        self.endpoints_of(&self.selected_classes(policy))
     }
 
     /// Endpoints a peer of `policy` matches (for explanations; ipBlocks match by address).
     pub fn peer_endpoints(&self, policy: PolicyId, peer: &Peer) -> Vec<EndpointId> {
+        self.endpoints_of(&self.peer_classes(policy, peer))
+    }
+
+    /// The endpoints a rule's ports resolve on ([`rules::destination`]): the selected pods for
+    /// ingress; for egress the pods its peers match, every endpoint when it has no peers.
+    pub fn rule_destinations(
+        &self,
+        policy: PolicyId,
+        direction: Direction,
+        rule: &Rule,
+    ) -> Vec<EndpointId> {
+        let classes = match direction {
+            Direction::Ingress => self.selected_classes(policy),
+            Direction::Egress if rule.peers.is_empty() => self.class_ids().collect(),
+            Direction::Egress => {
+                let mut classes: Vec<ClassId> = rule
+                    .peers
+                    .iter()
+                    .flat_map(|peer| self.peer_classes(policy, peer))
+                    .collect();
+                classes.sort_unstable();
+                classes.dedup();
+                classes
+            }
+        };
+        self.endpoints_of(&classes)
+    }
+
+    /// The classes whose members the policy's podSelector selects: a class decides for all its
+    /// members, so each question is asked once per class, not per endpoint.
+    pub fn selected_classes(&self, policy: PolicyId) -> Vec<ClassId> {
         let p = &self.cluster.policies[policy];
-        self.endpoints_of_classes(|class| {
+        self.classes_where(|class| rules::selects(p, &self.cluster.endpoints[class.representative]))
+    }
+
+    /// The classes whose members a peer of `policy` matches.
+    pub fn peer_classes(&self, policy: PolicyId, peer: &Peer) -> Vec<ClassId> {
+        let p = &self.cluster.policies[policy];
+        self.classes_where(|class| {
             self.peer_matches(p, peer, Subject::Endpoint(class.representative))
         })
+    }
+
+    /// The endpoints of a class, ascending; any one of them answers for all.
+    pub fn class_members(&self, class: ClassId) -> &[EndpointId] {
+        &self.class_members[class]
+    }
+
+    /// The members of `classes`, ascending.
+    pub fn endpoints_of(&self, classes: &[ClassId]) -> Vec<EndpointId> {
+        let mut ids: Vec<EndpointId> = classes
+            .iter()
+            .flat_map(|&class| self.class_members[class].iter().copied())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn classes_where(&self, keep: impl Fn(&Class) -> bool) -> Vec<ClassId> {
+        self.classes
+            .iter_enumerated()
+            .filter(|(_, class)| keep(class))
+            .map(|(id, _)| id)
+            .collect()
     }
 
     /// Whether `peer` of `policy` matches `other` ([`rules::peer_matches_endpoint`],
@@ -203,20 +263,6 @@ impl Analysis {
                 rules::peer_matches_endpoint(peer, &policy.namespace, ep, self.namespace_labels(ep))
             }
         }
-    }
-
-    /// Members of the classes `keep` accepts, ascending: a class decides for all its members,
-    /// so each question is asked once per class, not per endpoint.
-    fn endpoints_of_classes(&self, keep: impl Fn(&Class) -> bool) -> Vec<EndpointId> {
-        let mut ids: Vec<EndpointId> = self
-            .classes
-            .iter()
-            .zip(&self.class_members)
-            .filter(|(class, _)| keep(class))
-            .flat_map(|(_, members)| members.iter().copied())
-            .collect();
-        ids.sort_unstable();
-        ids
     }
 
     /// Numeric ports that policy rules name (the first port of a range). With
@@ -298,8 +344,8 @@ mod tests {
         };
         let probe = |rules: Vec<Rule>| {
             Analysis::new(Cluster {
-                endpoints: vec![declared.clone(), bare.clone()],
-                policies: vec![policy("a", "p", &[], Some(rules), None)],
+                endpoints: vec![declared.clone(), bare.clone()].into(),
+                policies: vec![policy("a", "p", &[], Some(rules), None)].into(),
                 ..Cluster::default()
             })
             .ports_to_probe()

@@ -4,13 +4,15 @@
 //! the ranges every ipBlock treats alike.
 
 use crate::addresses::{IpRange, family_max, ip_to_u128, net_numbers, u128_to_ip};
-use crate::analysis::{Analysis, ClassId, EndpointId, PolicyId};
+use crate::analysis::Analysis;
+use crate::ids::{ClassId, EndpointId, PolicyId};
 use crate::model::{Cluster, ContainerPort, Direction, IpBlock, NetworkPolicy, Peer};
 use crate::rules;
 use crate::selector::Labels;
 use rustc_hash::FxHashMap;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use typed_index_collections::{TiSlice, TiVec};
 
 /// Endpoints that share namespace, labels, ports, host networking and the set of ipBlocks their
 /// addresses fall in: every policy decision about one holds for all.
@@ -45,12 +47,12 @@ struct ClassKey<'a> {
 pub(crate) fn classify(
     cluster: &Cluster,
     namespace_index: &HashMap<String, usize>,
-) -> (Vec<Class>, Vec<ClassId>) {
-    let mut membership = BlockMembership::new(&cluster.policies);
+) -> (TiVec<ClassId, Class>, TiVec<EndpointId, ClassId>) {
+    let mut membership = BlockMembership::new(&cluster.policies.raw);
     let mut class_of_key: FxHashMap<ClassKey<'_>, ClassId> = FxHashMap::default();
-    let mut classes = Vec::new();
-    let mut endpoint_class = Vec::with_capacity(cluster.endpoints.len());
-    for (id, ep) in cluster.endpoints.iter().enumerate() {
+    let mut classes = TiVec::new();
+    let mut endpoint_class = TiVec::with_capacity(cluster.endpoints.len());
+    for (id, ep) in cluster.endpoints.iter_enumerated() {
         let key = ClassKey {
             namespace: namespace_index[&ep.namespace],
             labels: &ep.labels,
@@ -66,12 +68,11 @@ pub(crate) fn classify(
         };
         let namespace = key.namespace;
         let class = *class_of_key.entry(key).or_insert_with(|| {
-            classes.push(Class {
+            classes.push_and_get_key(Class {
                 representative: id,
                 namespace,
                 isolating: [Vec::new(), Vec::new()],
-            });
-            classes.len() - 1
+            })
         });
         endpoint_class.push(class);
     }
@@ -84,13 +85,13 @@ pub(crate) fn classify(
 fn add_isolation(
     cluster: &Cluster,
     namespace_index: &HashMap<String, usize>,
-    classes: &mut [Class],
+    classes: &mut TiSlice<ClassId, Class>,
 ) {
     let mut classes_by_namespace: Vec<Vec<ClassId>> = vec![Vec::new(); namespace_index.len()];
-    for (id, class) in classes.iter().enumerate() {
+    for (id, class) in classes.iter_enumerated() {
         classes_by_namespace[class.namespace].push(id);
     }
-    for (policy_id, policy) in cluster.policies.iter().enumerate() {
+    for (policy_id, policy) in cluster.policies.iter_enumerated() {
         for &class_id in &classes_by_namespace[namespace_index[&policy.namespace]] {
             let class = &mut classes[class_id];
             let rep = &cluster.endpoints[class.representative];
@@ -176,7 +177,7 @@ impl Analysis {
     /// Outside address ranges that every ipBlock of the cluster treats alike, for the families
     /// the policies mention. One representative address of each decides for the whole range.
     pub fn external_ranges(&self) -> Vec<IpRange> {
-        let mut membership = BlockMembership::new(&self.cluster.policies);
+        let mut membership = BlockMembership::new(&self.cluster.policies.raw);
         let mut out = Vec::new();
         for v4 in [true, false] {
             let max = family_max(v4);
@@ -213,6 +214,7 @@ impl Analysis {
 #[cfg(test)]
 mod tests {
     use crate::analysis::Analysis;
+    use crate::ids::{EndpointId, PolicyId};
     use crate::model::{Cluster, Direction, Namespace, Rule};
     use crate::ports::Protocol::Tcp;
     use crate::selector::Labels;
@@ -264,24 +266,34 @@ mod tests {
                     ports: vec![],
                 }]),
                 None,
-            )],
+            )]
+            .into(),
         };
         let analysis = Analysis::new(cluster);
         for (i, (_, a)) in endpoints.iter().enumerate() {
             for (j, (_, b)) in endpoints.iter().enumerate() {
                 assert_eq!(
-                    analysis.class_of(i) == analysis.class_of(j),
+                    analysis.class_of(i.into()) == analysis.class_of(j.into()),
                     a == b,
                     "endpoints {i} ({a}) and {j} ({b})"
                 );
             }
         }
         // The policy isolates the ingress of every class of its namespace but hostNetwork's.
-        assert_eq!(analysis.isolating_policies(2, Direction::Ingress), [0]);
-        assert!(analysis.isolating_policies(2, Direction::Egress).is_empty());
+        let in_namespace_a = EndpointId::from(0);
+        let in_namespace_b = EndpointId::from(2);
+        assert_eq!(
+            analysis.isolating_policies(in_namespace_b, Direction::Ingress),
+            [PolicyId::from(0)]
+        );
         assert!(
             analysis
-                .isolating_policies(0, Direction::Ingress)
+                .isolating_policies(in_namespace_b, Direction::Egress)
+                .is_empty()
+        );
+        assert!(
+            analysis
+                .isolating_policies(in_namespace_a, Direction::Ingress)
                 .is_empty()
         );
     }
@@ -299,7 +311,8 @@ mod tests {
                         ports: vec![],
                     }]),
                     None,
-                )],
+                )]
+                .into(),
                 ..Cluster::default()
             };
             Analysis::new(cluster)

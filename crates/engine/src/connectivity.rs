@@ -11,18 +11,20 @@
 //! intersection, and the work grows with profiles × groups rather than with pods².
 
 use crate::addresses::IpRange;
-use crate::analysis::{Analysis, ClassId, Subject};
+use crate::analysis::{Analysis, Subject};
 use crate::classes::direction_slot;
+use crate::ids::{ClassId, PolicyId};
 use crate::model::{ContainerPort, Direction, NamespaceScope, Peer, Rule};
 use crate::ports::PortSet;
 use crate::rules;
 use crate::selector::{LabelSelector, Operator};
 use fixedbitset::FixedBitSet;
 use rustc_hash::FxHashMap;
+use typed_index_collections::TiVec;
 
 /// One end of a connection at the granularity of [`Connectivity`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Node {
+pub enum Vertex {
     Class(ClassId),
     /// Index into [`Connectivity::externals`].
     External(usize),
@@ -70,9 +72,9 @@ enum Intersections {
 }
 
 struct SideTable {
-    /// Per node: its row when it is this direction's subject.
+    /// Per vertex: its row when it is this direction's subject.
     profile: Vec<u32>,
-    /// Per node: its column when it is the other end.
+    /// Per vertex: its column when it is the other end.
     group: Vec<u32>,
     groups: usize,
     cells: Vec<PortSetId>,
@@ -89,29 +91,29 @@ impl Connectivity {
         &self.externals
     }
 
-    /// The node an outside address falls in; `None` when no ipBlock mentions its family.
-    pub fn external_node(&self, ip: std::net::IpAddr) -> Option<Node> {
+    /// The vertex an outside address falls in; `None` when no ipBlock mentions its family.
+    pub fn external_vertex(&self, ip: std::net::IpAddr) -> Option<Vertex> {
         self.externals
             .iter()
             .position(|r| r.contains(ip))
-            .map(Node::External)
+            .map(Vertex::External)
     }
 
     /// Every (protocol, port) on which `src` may open a connection to `dst`. For two endpoints
     /// of one class this is pod-to-sibling traffic; a pod to itself is loopback, which
     /// [`Analysis::is_loopback`] tells.
-    pub fn allowed(&self, src: Node, dst: Node) -> &PortSet {
+    pub fn allowed(&self, src: Vertex, dst: Vertex) -> &PortSet {
         &self.port_sets[self.allowed_id(src, dst) as usize]
     }
 
     /// [`Self::allowed`] as an id: equal ids mean equal port sets, so callers can count by id.
-    pub fn allowed_id(&self, src: Node, dst: Node) -> PortSetId {
+    pub fn allowed_id(&self, src: Vertex, dst: Vertex) -> PortSetId {
         self.allowed_between(self.source_key(src), self.destination_key(dst))
     }
 
     /// Nodes with equal source keys reach every destination alike.
-    pub fn source_key(&self, node: Node) -> SourceKey {
-        let i = self.index(node);
+    pub fn source_key(&self, vertex: Vertex) -> SourceKey {
+        let i = self.index(vertex);
         SourceKey {
             egress_profile: self.egress.profile[i],
             ingress_group: self.ingress.group[i],
@@ -119,8 +121,8 @@ impl Connectivity {
     }
 
     /// Nodes with equal destination keys are reached alike from every source.
-    pub fn destination_key(&self, node: Node) -> DestinationKey {
-        let i = self.index(node);
+    pub fn destination_key(&self, vertex: Vertex) -> DestinationKey {
+        let i = self.index(vertex);
         DestinationKey {
             ingress_profile: self.ingress.profile[i],
             egress_group: self.egress.group[i],
@@ -128,7 +130,7 @@ impl Connectivity {
     }
 
     /// What any source of key `src` may open to any destination of key `dst`: iterating keys
-    /// instead of nodes is how whole-cluster questions stay fast.
+    /// instead of vertices is how whole-cluster questions stay fast.
     pub fn allowed_between(&self, src: SourceKey, dst: DestinationKey) -> PortSetId {
         let egress = self.egress.cells
             [src.egress_profile as usize * self.egress.groups + dst.egress_group as usize];
@@ -166,10 +168,10 @@ impl Connectivity {
         ]
     }
 
-    fn index(&self, node: Node) -> usize {
-        match node {
-            Node::Class(c) => c,
-            Node::External(x) => self.classes + x,
+    fn index(&self, vertex: Vertex) -> usize {
+        match vertex {
+            Vertex::Class(c) => c.index(),
+            Vertex::External(x) => self.classes + x,
         }
     }
 }
@@ -230,11 +232,11 @@ struct CompiledRule<'a> {
     constant_ports: Option<PortSetId>,
 }
 
-/// Peer sets over nodes (classes, then external ranges), memoised by value.
+/// Peer sets over vertices (classes, then external ranges), memoised by value.
 struct PeerSets<'a> {
     analysis: &'a Analysis,
     externals: &'a [IpRange],
-    nodes: usize,
+    vertices: usize,
     sets: Vec<FixedBitSet>,
     by_rule_peers: FxHashMap<(Option<usize>, &'a [Peer]), usize>,
     by_peer: FxHashMap<(Option<usize>, &'a Peer), FixedBitSet>,
@@ -250,7 +252,7 @@ impl<'a> PeerSets<'a> {
         let mut key_index: FxHashMap<&str, Vec<ClassId>> = FxHashMap::default();
         let mut classes_by_namespace = vec![Vec::new(); analysis.cluster.namespaces.len()];
         let mut classes_with_ips = Vec::new();
-        for (id, class) in analysis.classes.iter().enumerate() {
+        for (id, class) in analysis.classes.iter_enumerated() {
             let rep = &analysis.cluster.endpoints[class.representative];
             if !rep.ips.is_empty() {
                 classes_with_ips.push(id);
@@ -267,7 +269,7 @@ impl<'a> PeerSets<'a> {
         Self {
             analysis,
             externals,
-            nodes: analysis.classes.len() + externals.len(),
+            vertices: analysis.classes.len() + externals.len(),
             sets: Vec::new(),
             by_rule_peers: FxHashMap::default(),
             by_peer: FxHashMap::default(),
@@ -278,7 +280,7 @@ impl<'a> PeerSets<'a> {
         }
     }
 
-    /// The set of nodes a rule's peers match; `policy_namespace` matters only for peers without a
+    /// The set of vertices a rule's peers match; `policy_namespace` matters only for peers without a
     /// namespaceSelector, so it is part of the key only then.
     fn rule_set(&mut self, policy_namespace: usize, peers: &'a [Peer]) -> usize {
         let scoped = peers.iter().any(rules::depends_on_policy_namespace);
@@ -286,7 +288,7 @@ impl<'a> PeerSets<'a> {
         if let Some(&id) = self.by_rule_peers.get(&key) {
             return id;
         }
-        let mut set = FixedBitSet::with_capacity(self.nodes);
+        let mut set = FixedBitSet::with_capacity(self.vertices);
         if peers.is_empty() {
             set.insert_range(..);
         }
@@ -312,7 +314,7 @@ impl<'a> PeerSets<'a> {
     /// The label index and namespaces only narrow down candidate classes; whether a candidate is
     /// in the set is [`rules::peer_matches_endpoint`]'s answer.
     fn compute_peer_set(&self, policy_namespace: usize, peer: &Peer) -> FixedBitSet {
-        let mut set = FixedBitSet::with_capacity(self.nodes);
+        let mut set = FixedBitSet::with_capacity(self.vertices);
         let analysis = self.analysis;
         let policy_namespace_name = &analysis.cluster.namespaces[policy_namespace].name;
         let matches = |class: ClassId| {
@@ -328,7 +330,7 @@ impl<'a> PeerSets<'a> {
             Peer::IpBlock(_) => {
                 for &class in &self.classes_with_ips {
                     if matches(class) {
-                        set.insert(class);
+                        set.insert(class.index());
                     }
                 }
                 let offset = analysis.classes.len();
@@ -364,7 +366,7 @@ impl<'a> PeerSets<'a> {
                 };
                 for class in candidates {
                     if namespaces_ok[analysis.classes[class].namespace] && matches(class) {
-                        set.insert(class);
+                        set.insert(class.index());
                     }
                 }
             }
@@ -447,16 +449,18 @@ impl Analysis {
         port_sets: &mut PortSets,
     ) -> SideTable {
         let slot = direction_slot(direction);
-        let nodes = peers.nodes;
+        let vertices = peers.vertices;
         let classes = self.classes.len();
 
         // Compile every rule of every policy that isolates in this direction, once.
-        let mut compiled: Vec<Vec<usize>> = vec![Vec::new(); self.cluster.policies.len()];
+        let mut compiled: TiVec<PolicyId, Vec<usize>> =
+            vec![Vec::new(); self.cluster.policies.len()].into();
         let mut rules: Vec<CompiledRule<'a>> = Vec::new();
         // Per policy: whether a rule of this direction names a port (so ports depend on the
         // destination pod).
-        let mut names_ports = vec![false; self.cluster.policies.len()];
-        for (policy_id, policy) in self.cluster.policies.iter().enumerate() {
+        let mut names_ports: TiVec<PolicyId, bool> =
+            vec![false; self.cluster.policies.len()].into();
+        for (policy_id, policy) in self.cluster.policies.iter_enumerated() {
             if !policy.isolates(direction) {
                 continue;
             }
@@ -476,7 +480,7 @@ impl Analysis {
         }
 
         // Columns: partition the other ends by membership in every peer set used here.
-        let mut group: Vec<u32> = vec![0; nodes];
+        let mut group: Vec<u32> = vec![0; vertices];
         let mut used_sets: Vec<usize> = rules.iter().map(|r| r.peer_set).collect();
         used_sets.sort_unstable();
         used_sets.dedup();
@@ -486,13 +490,13 @@ impl Analysis {
             // Every group that has members inside the set gets a fresh id for those members.
             split_into.clear();
             split_into.resize(group_count, u32::MAX);
-            for node in peers.sets[set].ones() {
-                let old = group[node] as usize;
+            for vertex in peers.sets[set].ones() {
+                let old = group[vertex] as usize;
                 if split_into[old] == u32::MAX {
                     split_into[old] = group_count as u32;
                     group_count += 1;
                 }
-                group[node] = split_into[old];
+                group[vertex] = split_into[old];
             }
         }
         // Egress named ports resolve on the other end: inside the peer sets of such rules,
@@ -507,12 +511,15 @@ impl Analysis {
             named_sets.dedup();
             for set in named_sets {
                 let mut split: FxHashMap<(u32, &[ContainerPort]), u32> = FxHashMap::default();
-                for node in peers.sets[set].ones() {
-                    let declared: &[ContainerPort] = match node.checked_sub(classes) {
-                        None => &self.cluster.endpoints[self.classes[node].representative].ports,
+                for vertex in peers.sets[set].ones() {
+                    let declared: &[ContainerPort] = match vertex.checked_sub(classes) {
+                        None => {
+                            let class = &self.classes[ClassId::from(vertex)];
+                            &self.cluster.endpoints[class.representative].ports
+                        }
                         Some(_) => &[],
                     };
-                    group[node] = *split.entry((group[node], declared)).or_insert_with(|| {
+                    group[vertex] = *split.entry((group[vertex], declared)).or_insert_with(|| {
                         group_count += 1;
                         group_count as u32 - 1
                     });
@@ -526,8 +533,8 @@ impl Analysis {
         let mut seen = vec![usize::MAX; groups];
         for &set in &used_sets {
             let mut list = Vec::new();
-            for node in peers.sets[set].ones() {
-                let g = group[node] as usize;
+            for vertex in peers.sets[set].ones() {
+                let g = group[vertex] as usize;
                 if seen[g] != set {
                     seen[g] = set;
                     list.push(g as u32);
@@ -538,10 +545,10 @@ impl Analysis {
 
         // Rows: subjects with the same isolating policies (and, for ingress with named ports,
         // the same declared ports) share a row. Row 0 is "not isolated": every port.
-        let mut profile = vec![0u32; nodes];
-        let mut rows: FxHashMap<(&[usize], &[ContainerPort]), u32> = FxHashMap::default();
+        let mut profile = vec![0u32; vertices];
+        let mut rows: FxHashMap<(&[PolicyId], &[ContainerPort]), u32> = FxHashMap::default();
         let mut row_subjects: Vec<ClassId> = Vec::new();
-        for (class_id, class) in self.classes.iter().enumerate() {
+        for (class_id, class) in self.classes.iter_enumerated() {
             let isolating = &class.isolating[slot][..];
             if isolating.is_empty() {
                 continue;
@@ -553,7 +560,7 @@ impl Analysis {
                     &[]
                 };
             let next = rows.len() as u32 + 1;
-            profile[class_id] = *rows.entry((isolating, ports)).or_insert_with(|| {
+            profile[class_id.index()] = *rows.entry((isolating, ports)).or_insert_with(|| {
                 row_subjects.push(class_id);
                 next
             });
@@ -571,10 +578,13 @@ impl Analysis {
                     let rule = &rules[rule_index];
                     for &g in &groups_in[&rule.peer_set] {
                         let ports = rule.constant_ports.unwrap_or_else(|| {
-                            let node =
-                                rules::destination(direction, subject, representative[g as usize]);
+                            let vertex = rules::destination(
+                                direction,
+                                subject.index(),
+                                representative[g as usize],
+                            );
                             let destination =
-                                self.endpoint_of(self.node_subject(node, peers.externals));
+                                self.endpoint_of(self.vertex_subject(vertex, peers.externals));
                             // Named ports resolve alike on destinations declaring alike.
                             let declared: &[ContainerPort] =
                                 destination.map_or(&[], |ep| &ep.ports);
@@ -597,9 +607,9 @@ impl Analysis {
         }
     }
 
-    fn node_subject(&self, node: usize, externals: &[IpRange]) -> Subject {
-        match node.checked_sub(self.classes.len()) {
-            None => Subject::Endpoint(self.classes[node].representative),
+    fn vertex_subject(&self, vertex: usize, externals: &[IpRange]) -> Subject {
+        match vertex.checked_sub(self.classes.len()) {
+            None => Subject::Endpoint(self.classes[ClassId::from(vertex)].representative),
             Some(x) => Subject::External(externals[x].first),
         }
     }
@@ -642,10 +652,10 @@ fn intersections(
             table,
         };
     }
-    let nodes = egress.profile.len();
+    let vertices = egress.profile.len();
     let mut map = FxHashMap::default();
-    for s in 0..nodes {
-        for d in 0..nodes {
+    for s in 0..vertices {
+        for d in 0..vertices {
             let key = (egress.cell(s, d), ingress.cell(d, s));
             map.entry(key).or_insert_with(|| intersect(key.0, key.1));
         }
@@ -653,14 +663,14 @@ fn intersections(
     Intersections::Sparse(map)
 }
 
-/// Renumbers group ids densely; returns (group per node, group count, a node of each group).
+/// Renumbers group ids densely; returns (group per vertex, group count, a vertex of each group).
 fn compact(mut group: Vec<u32>) -> (Vec<u32>, usize, Vec<usize>) {
     let mut renumber: FxHashMap<u32, u32> = FxHashMap::default();
     let mut representative = Vec::new();
-    for (node, g) in group.iter_mut().enumerate() {
+    for (vertex, g) in group.iter_mut().enumerate() {
         let next = renumber.len() as u32;
         let new = *renumber.entry(*g).or_insert_with(|| {
-            representative.push(node);
+            representative.push(vertex);
             next
         });
         *g = new;

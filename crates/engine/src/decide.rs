@@ -1,7 +1,8 @@
 //! Decisions about one connection: [`Analysis::decide`] with both sides' reasons, and
 //! [`Analysis::allowed_ports`] for a pair. Each side asks the rules in [`crate::rules`].
 
-use crate::analysis::{Analysis, PolicyId, Subject};
+use crate::analysis::{Analysis, Subject};
+use crate::ids::PolicyId;
 use crate::model::{Direction, Endpoint, NetworkPolicy, Rule};
 use crate::ports::{PortSet, Protocol};
 use crate::rules;

@@ -12,6 +12,7 @@ mod analysis;
 mod classes;
 mod connectivity;
 mod decide;
+mod ids;
 mod model;
 mod ports;
 mod program;
@@ -21,16 +22,17 @@ mod selector;
 mod testing;
 
 pub use addresses::{IpRange, family_max, ip_to_u128, ranges_from_starts, u128_to_ip};
-pub use analysis::{Analysis, ClassId, EndpointId, PolicyId, ProbePorts, Subject};
-pub use connectivity::{Connectivity, DestinationKey, Node, PortSetId, SourceKey};
+pub use analysis::{Analysis, ProbePorts, Subject};
+pub use connectivity::{Connectivity, DestinationKey, PortSetId, SourceKey, Vertex};
 pub use decide::{Decision, RuleRef, SideVerdict};
+pub use ids::{ChainId, ClassId, EndpointId, PolicyId, RuleId};
 pub use model::{
     Cluster, ContainerPort, Direction, Endpoint, EndpointKind, IpBlock, NAMESPACE_NAME_LABEL,
     Namespace, NamespaceScope, NetworkPolicy, Peer, PolicyTypes, PortRef, PortRule, Rule,
 };
 pub use ports::{MAX_PORT, MIN_PORT, PortSet, Protocol};
 pub use program::{
-    Chain, ChainId, Isolation, LocalPod, NodeProgram, PortMatch, RuleId, RuleProgram, SideOutcome,
-    every_pod_local,
+    Chain, Isolation, LocalPod, NodeProgram, PortMatch, RuleProgram, SideOutcome, every_pod_local,
 };
 pub use selector::{LabelSelector, Labels, Operator, Requirement};
+pub use typed_index_collections::{TiSlice, TiVec};

@@ -1,12 +1,14 @@
 //! The cluster as the engine sees it: namespaces, endpoints and NetworkPolicies, already
 //! validated and defaulted. Loaders (YAML, the API server) build these; the engine never parses.
 
+use crate::ids::{EndpointId, PolicyId};
 use crate::ports::Protocol;
 use crate::selector::{LabelSelector, Labels};
 use ipnet::IpNet;
 use serde::Serialize;
 use std::fmt;
 use std::net::IpAddr;
+use typed_index_collections::TiVec;
 
 /// The label every namespace carries, set by the API server since Kubernetes 1.21.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -213,8 +215,8 @@ impl NetworkPolicy {
 #[derive(Clone, Debug, Default)]
 pub struct Cluster {
     pub namespaces: Vec<Namespace>,
-    pub endpoints: Vec<Endpoint>,
-    pub policies: Vec<NetworkPolicy>,
+    pub endpoints: TiVec<EndpointId, Endpoint>,
+    pub policies: TiVec<PolicyId, NetworkPolicy>,
 }
 
 impl fmt::Display for PortRule {

@@ -9,16 +9,15 @@
 //! what the tests hold against [`Analysis::decide`] and what revocation uses.
 
 use crate::addresses::{IpRange, block_ranges, coalesce, merge};
-use crate::analysis::{Analysis, EndpointId, PolicyId};
+use crate::analysis::Analysis;
+use crate::ids::{ChainId, EndpointId, PolicyId, RuleId};
 use crate::model::{Cluster, Direction, Peer};
 use crate::ports::{PortSet, Protocol};
 use crate::rules;
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::net::IpAddr;
-
-pub type ChainId = usize;
-pub type RuleId = usize;
+use typed_index_collections::TiVec;
 
 /// Which destination ports a compiled rule admits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,8 +83,8 @@ pub enum SideOutcome {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeProgram {
     pub locals: Vec<LocalPod>,
-    pub chains: Vec<Chain>,
-    pub rules: Vec<RuleProgram>,
+    pub chains: TiVec<ChainId, Chain>,
+    pub rules: TiVec<RuleId, RuleProgram>,
     local_by_ip: HashMap<IpAddr, usize>,
 }
 
@@ -94,8 +93,7 @@ pub struct NodeProgram {
 pub fn every_pod_local(cluster: &Cluster) -> Vec<(EndpointId, Vec<IpAddr>)> {
     cluster
         .endpoints
-        .iter()
-        .enumerate()
+        .iter_enumerated()
         .filter(|(_, ep)| !ep.ips.is_empty())
         .map(|(id, ep)| (id, ep.ips.clone()))
         .collect()
@@ -219,8 +217,7 @@ impl Compiler<'_> {
                 rules.extend(self.rule(policy, direction, index));
             }
         }
-        let chain = self.program.chains.len();
-        self.program.chains.push(Chain {
+        let chain = self.program.chains.push_and_get_key(Chain {
             direction,
             policies: key.1.clone(),
             rules,
@@ -234,10 +231,7 @@ impl Compiler<'_> {
             return known;
         }
         let compiled = self.compile_rule(policy, direction, index);
-        let id = compiled.map(|rule| {
-            self.program.rules.push(rule);
-            self.program.rules.len() - 1
-        });
+        let id = compiled.map(|rule| self.program.rules.push_and_get_key(rule));
         self.rule_of.insert((policy, direction, index), id);
         id
     }
@@ -293,12 +287,13 @@ impl Compiler<'_> {
         } else if !rules::depends_on_destination(rule) {
             PortMatch::Uniform(rules::rule_ports(rule, None))
         } else {
-            // Destinations: the local pods the policy isolates (ingress), or the peers (egress).
+            // The rule's destinations ([`Analysis::rule_destinations`]) on this node: the local
+            // pods the policy isolates (ingress), or the peers matched above (egress).
             let destinations: Vec<EndpointId> = match direction {
                 Direction::Ingress => self.isolated_locals(policy),
                 Direction::Egress => peer_endpoints
                     .clone()
-                    .unwrap_or_else(|| (0..analysis.cluster().endpoints.len()).collect()),
+                    .unwrap_or_else(|| analysis.cluster().endpoints.keys().collect()),
             };
             let mut entries = Vec::new();
             // What the rule admits whatever the destination: its numeric entries.

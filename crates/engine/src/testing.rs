@@ -8,6 +8,7 @@ use crate::model::{
 use crate::ports::Protocol;
 use crate::selector::{LabelSelector, Labels};
 use proptest::prelude::*;
+use typed_index_collections::TiVec;
 
 pub(crate) fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
@@ -117,8 +118,9 @@ pub(crate) fn web_cluster() -> Cluster {
                 &["10.0.1.1", "fd00::11"],
                 &[],
             ),
-        ],
-        policies: Vec::new(),
+        ]
+        .into(),
+        policies: TiVec::new(),
     }
 }
 

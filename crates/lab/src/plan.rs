@@ -374,8 +374,8 @@ mod tests {
         plan(
             &Analysis::new(Cluster {
                 namespaces: vec![],
-                endpoints,
-                policies,
+                endpoints: endpoints.into(),
+                policies: policies.into(),
             }),
             2,
         )

@@ -319,8 +319,7 @@ impl Matching {
         let names = |a: &Analysis| -> BTreeMap<String, EndpointId> {
             a.cluster()
                 .endpoints
-                .iter()
-                .enumerate()
+                .iter_enumerated()
                 .map(|(i, e)| (e.qualified_name(), i))
                 .collect()
         };
@@ -341,7 +340,7 @@ impl Matching {
         let mut by_classes: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
         for (i, &(o, n)) in pairs.iter().enumerate() {
             by_classes
-                .entry((old.class_of(o), new.class_of(n)))
+                .entry((old.class_of(o).into(), new.class_of(n).into()))
                 .or_default()
                 .push(i);
         }
@@ -452,11 +451,10 @@ struct Causes {
 
 impl Causes {
     fn new(old: &Analysis, new: &Analysis, matching: &Matching) -> Self {
-        let by_name = |a: &Analysis| -> BTreeMap<String, usize> {
+        let by_name = |a: &Analysis| -> BTreeMap<String, PolicyId> {
             a.cluster()
                 .policies
-                .iter()
-                .enumerate()
+                .iter_enumerated()
                 .map(|(i, p)| (p.qualified_name(), i))
                 .collect()
         };
@@ -644,8 +642,8 @@ mod tests {
             let (old, new) = (Analysis::new(a), Analysis::new(b));
             let result = diff(&old, &new);
             let mut expected = Vec::new();
-            for (i, from) in old.cluster().endpoints.iter().enumerate() {
-                for (j, to) in old.cluster().endpoints.iter().enumerate() {
+            for (i, from) in old.cluster().endpoints.iter_enumerated() {
+                for (j, to) in old.cluster().endpoints.iter_enumerated() {
                     let (Some(ni), Some(nj)) = (
                         new.find_endpoint(&from.qualified_name()),
                         new.find_endpoint(&to.qualified_name()),

@@ -3,8 +3,8 @@
 //! classes that no policy can tell apart.
 
 use palisade_engine::{
-    Analysis, ClassId, Cluster, Connectivity, Endpoint, EndpointId, EndpointKind, IpRange, Node,
-    Peer, PolicyId, PortSet, Protocol, Subject, ip_to_u128, ranges_from_starts,
+    Analysis, Connectivity, Endpoint, EndpointId, EndpointKind, IpRange, PortSet, Protocol,
+    Subject, Vertex, ip_to_u128, ranges_from_starts,
 };
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -32,17 +32,17 @@ impl<'a> Allowed<'a> {
         if self.analysis.is_loopback(src, dst) {
             return Cow::Owned(PortSet::all());
         }
-        match (self.node(src), self.node(dst)) {
+        match (self.vertex(src), self.vertex(dst)) {
             (Some(src), Some(dst)) => Cow::Borrowed(self.connectivity.allowed(src, dst)),
             // An address of a family no ipBlock mentions has no node: ask the pair itself.
             _ => Cow::Owned(self.analysis.allowed_ports(src, dst)),
         }
     }
 
-    fn node(&self, subject: Subject) -> Option<Node> {
+    fn vertex(&self, subject: Subject) -> Option<Vertex> {
         match subject {
-            Subject::Endpoint(e) => Some(Node::Class(self.analysis.class_of(e))),
-            Subject::External(ip) => self.connectivity.external_node(ip),
+            Subject::Endpoint(e) => Some(Vertex::Class(self.analysis.class_of(e))),
+            Subject::External(ip) => self.connectivity.external_vertex(ip),
         }
     }
 }
@@ -90,63 +90,6 @@ pub fn merge_adjacent<K: PartialEq>(items: Vec<(IpRange, K)>) -> Vec<(IpRange, K
         }
     }
     out
-}
-
-/// The classes of an analysis, with one member of each compiled on its own: selector questions
-/// asked there scan classes instead of endpoints, and every member of a class answers alike.
-pub struct Classes {
-    /// Indexed by class id.
-    pub members: Vec<Vec<EndpointId>>,
-    /// Endpoint `i` stands for class `i`.
-    representatives: Analysis,
-}
-
-impl Classes {
-    pub fn new(analysis: &Analysis) -> Self {
-        let members = class_members(analysis);
-        let cluster = analysis.cluster();
-        let representatives = Analysis::new(Cluster {
-            namespaces: cluster.namespaces.clone(),
-            endpoints: members
-                .iter()
-                .map(|m| cluster.endpoints[m[0]].clone())
-                .collect(),
-            policies: cluster.policies.clone(),
-        });
-        Self {
-            members,
-            representatives,
-        }
-    }
-
-    /// The classes whose endpoints `Analysis::selected_endpoints` lists.
-    pub fn selected(&self, policy: PolicyId) -> Vec<ClassId> {
-        self.representatives.selected_endpoints(policy)
-    }
-
-    /// The classes whose endpoints `Analysis::peer_endpoints` lists.
-    pub fn peer(&self, policy: PolicyId, peer: &Peer) -> Vec<ClassId> {
-        self.representatives.peer_endpoints(policy, peer)
-    }
-
-    /// The endpoints of `classes`, ascending.
-    pub fn endpoints(&self, classes: &[ClassId]) -> Vec<EndpointId> {
-        let mut out: Vec<EndpointId> = classes
-            .iter()
-            .flat_map(|&c| self.members[c].iter().copied())
-            .collect();
-        out.sort_unstable();
-        out
-    }
-}
-
-/// Members of every endpoint class, indexed by class id: one member answers for all.
-pub fn class_members(analysis: &Analysis) -> Vec<Vec<EndpointId>> {
-    let mut members = vec![Vec::new(); analysis.class_count()];
-    for id in 0..analysis.cluster().endpoints.len() {
-        members[analysis.class_of(id)].push(id);
-    }
-    members
 }
 
 /// Endpoint pairs that stand for every pair between the two classes: one pair for distinct
@@ -223,7 +166,7 @@ mod tests {
             let analysis = Analysis::new(cluster);
             let allowed = Allowed::new(&analysis);
             let mut subjects: Vec<Subject> =
-                (0..analysis.cluster().endpoints.len()).map(Subject::Endpoint).collect();
+                analysis.cluster().endpoints.keys().map(Subject::Endpoint).collect();
             subjects.extend(outside_ranges(&[&analysis]).iter().map(|r| Subject::External(r.first)));
             subjects.push(Subject::External("2001:db8::1".parse().unwrap()));
             for &src in &subjects {

@@ -139,7 +139,7 @@ pub fn arb_cluster() -> impl Strategy<Value = Cluster> {
                         pod
                     })
                     .collect(),
-                policies,
+                policies: policies.into(),
             }
         })
 }

@@ -33,7 +33,7 @@ mod yaml;
 
 pub use cache::LoadCache;
 use collect::Batch;
-use palisade_engine::Cluster;
+use palisade_engine::{Cluster, EndpointId, PolicyId, TiVec};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -133,9 +133,9 @@ impl fmt::Display for Diagnostic {
 pub struct Loaded {
     pub cluster: Cluster,
     /// Parallel to `cluster.policies`: where each policy was written.
-    pub policy_origins: Vec<Origin>,
+    pub policy_origins: TiVec<PolicyId, Origin>,
     /// Parallel to `cluster.endpoints`.
-    pub endpoint_origins: Vec<Origin>,
+    pub endpoint_origins: TiVec<EndpointId, Origin>,
     /// Parallel to `cluster.namespaces`; `None` for namespaces that exist only because
     /// something refers to them.
     pub namespace_origins: Vec<Option<Origin>>,
@@ -199,7 +199,12 @@ impl Loaded {
                 (&e.namespace, &e.kind, &e.name)
                     == (&endpoint.namespace, &endpoint.kind, &endpoint.name)
             };
-            match cluster.endpoints.iter().position(|e| same(&e)) {
+            match cluster
+                .endpoints
+                .iter()
+                .position(|e| same(&e))
+                .map(EndpointId::from)
+            {
                 Some(i) => {
                     cluster.endpoints[i] = endpoint;
                     self.endpoint_origins[i] = origin;
@@ -215,7 +220,7 @@ impl Loaded {
             let same = |p: &palisade_engine::NetworkPolicy| {
                 (&p.namespace, &p.name) == (&policy.namespace, &policy.name)
             };
-            match cluster.policies.iter().position(same) {
+            match cluster.policies.iter().position(same).map(PolicyId::from) {
                 Some(i) => {
                     cluster.policies[i] = policy;
                     self.policy_origins[i] = origin;

@@ -1,6 +1,8 @@
 //! Loading: streams, lists, directories, every workload kind, owner-reference folding,
 //! skipped kinds, namespaces and positions.
 
+use palisade_engine::EndpointId;
+use palisade_engine::PolicyId;
 use palisade_engine::{
     ContainerPort, EndpointKind, LabelSelector, NAMESPACE_NAME_LABEL, NamespaceScope, Peer,
     PolicyTypes, PortRef, PortRule, Protocol, Rule,
@@ -37,7 +39,7 @@ fn kubectl_list_loads_items_and_counts_skipped_kinds() {
     let loaded = load_paths(&[testdata("list.yaml")], &LoadOptions::default());
     assert_clean(&loaded);
     let file = testdata("list.yaml").display().to_string();
-    let pod = &loaded.cluster.endpoints[0];
+    let pod = &loaded.cluster.endpoints[EndpointId::from(0)];
     assert_eq!(pod.qualified_name(), "shop/web-0");
     assert_eq!(pod.kind, EndpointKind::Pod);
     assert_eq!(
@@ -55,7 +57,7 @@ fn kubectl_list_loads_items_and_counts_skipped_kinds() {
         }]
     );
     assert_eq!(
-        loaded.endpoint_origins,
+        loaded.endpoint_origins.raw,
         [Origin {
             file: file.clone(),
             line: 3,
@@ -63,14 +65,14 @@ fn kubectl_list_loads_items_and_counts_skipped_kinds() {
         }]
     );
     assert_eq!(
-        loaded.policy_origins,
+        loaded.policy_origins.raw,
         [Origin {
             file,
             line: 41,
             column: 3
         }]
     );
-    let policy = &loaded.cluster.policies[0];
+    let policy = &loaded.cluster.policies[PolicyId::from(0)];
     assert_eq!(policy.qualified_name(), "shop/allow-web");
     assert_eq!(
         policy.ingress,
@@ -109,12 +111,12 @@ fn directories_are_walked_recursively_in_sorted_order() {
     // JSON goes through the YAML parser, so it has positions too.
     assert_eq!(
         (
-            loaded.endpoint_origins[0].line,
-            loaded.endpoint_origins[0].column
+            loaded.endpoint_origins[EndpointId::from(0)].line,
+            loaded.endpoint_origins[EndpointId::from(0)].column
         ),
         (1, 1)
     );
-    assert_eq!(loaded.policy_origins[0].line, 3);
+    assert_eq!(loaded.policy_origins[PolicyId::from(0)].line, 3);
     assert_eq!(
         loaded.skipped_kinds,
         BTreeMap::from([("ConfigMap".to_string(), 1)])
@@ -425,7 +427,10 @@ fn every_workload_kind_becomes_one_endpoint() {
         );
         assert!(e.ips.is_empty());
     }
-    assert_eq!(loaded.cluster.endpoints[6].qualified_name(), "n/cronjob/w");
+    assert_eq!(
+        loaded.cluster.endpoints[EndpointId::from(6)].qualified_name(),
+        "n/cronjob/w"
+    );
 }
 
 /// Owners for the folding tests: a Deployment, its ReplicaSet and pods, by reference.
@@ -567,7 +572,7 @@ fn json_streams_and_typed_lists() {
 ]}"#;
     let loaded = load_str("pods.json", text, &LoadOptions::default());
     assert_eq!(names(&loaded), ["default/a"]);
-    assert_eq!(loaded.endpoint_origins[0].line, 2);
+    assert_eq!(loaded.endpoint_origins[EndpointId::from(0)].line, 2);
     let d = &loaded.diagnostics[0];
     assert_eq!(
         (d.origin.line, d.field.as_deref()),
@@ -600,7 +605,7 @@ spec:
 ";
     let loaded = load(text);
     assert_clean(&loaded);
-    let p = &loaded.cluster.policies[0];
+    let p = &loaded.cluster.policies[PolicyId::from(0)];
     assert_eq!(
         p.policy_types,
         PolicyTypes {
@@ -656,7 +661,7 @@ spec:
     // policyTypes given, and defaulting with a non-empty egress section.
     let egress_only = text.replace("  egress: []\n", "  egress: [{}]\n");
     assert_eq!(
-        load(&egress_only).cluster.policies[0].policy_types,
+        load(&egress_only).cluster.policies[PolicyId::from(0)].policy_types,
         PolicyTypes {
             ingress: true,
             egress: true
@@ -667,14 +672,14 @@ spec:
         "  egress: [{}]\n  policyTypes: [Egress]\n",
     );
     assert_eq!(
-        load(&declared).cluster.policies[0].policy_types,
+        load(&declared).cluster.policies[PolicyId::from(0)].policy_types,
         PolicyTypes {
             ingress: false,
             egress: true
         }
     );
     let pod_only = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: q}\nspec:\n  ingress:\n  - from: [{podSelector: {}}]\n";
-    let q = &load(pod_only).cluster.policies[0];
+    let q = &load(pod_only).cluster.policies[PolicyId::from(0)];
     assert_eq!(
         q.ingress[0].peers,
         [Peer::Pods {

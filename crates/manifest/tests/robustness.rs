@@ -2,6 +2,7 @@
 //! values of every type, and the classic YAML traps. Invariants checked on every run: origins
 //! stay parallel to the cluster, and every diagnostic points inside the input.
 
+use palisade_engine::EndpointId;
 use palisade_manifest::{LoadOptions, Loaded, load_str};
 use proptest::prelude::*;
 
@@ -201,7 +202,10 @@ fn wide_mappings_load() {
         "{:?}",
         loaded.diagnostics.first()
     );
-    assert_eq!(loaded.cluster.endpoints[0].labels.len(), n);
+    assert_eq!(
+        loaded.cluster.endpoints[EndpointId::from(0)].labels.len(),
+        n
+    );
 
     let duplicated = format!("{pod}    k7: again\n");
     let loaded = check(&duplicated);
@@ -223,6 +227,6 @@ fn wide_mappings_load() {
         "{:?}",
         loaded.diagnostics.first()
     );
-    let labels = &loaded.cluster.endpoints[0].labels;
+    let labels = &loaded.cluster.endpoints[EndpointId::from(0)].labels;
     assert_eq!((labels.len(), labels["k0"].as_str()), (n, "mine"));
 }

@@ -1,6 +1,7 @@
 //! NetworkPolicy validation, one row per upstream rule: the exact field path and line of the
 //! error, and that the invalid policy stays out of the cluster while the valid rest loads.
 
+use palisade_engine::PolicyId;
 use palisade_manifest::{Diagnostic, LoadOptions, Loaded, Severity, load_str};
 
 /// Lines 1–6; a case's spec starts on line 7.
@@ -347,7 +348,7 @@ fn each_rule_reports_its_field_and_line() {
         // duplicate of an accepted one) still loads.
         assert_eq!(loaded.cluster.policies.len(), 1, "{rule}");
         assert_eq!(
-            loaded.policy_origins[0].line,
+            loaded.policy_origins[PolicyId::from(0)].line,
             line_count(HEADER, body) + 2,
             "{rule}"
         );
@@ -498,7 +499,7 @@ fn sloppy_cidrs_load_with_a_warning() {
             ("spec.egress[0].to[0].ipBlock.except[0]", 11)
         ]
     );
-    let policy = &loaded.cluster.policies[0];
+    let policy = &loaded.cluster.policies[PolicyId::from(0)];
     let palisade_engine::Peer::IpBlock(block) = &policy.egress[0].peers[0] else {
         panic!("ipBlock peer expected")
     };

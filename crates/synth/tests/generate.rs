@@ -1,8 +1,8 @@
 //! The generator's output, read back by the manifest loader.
 
 use palisade_engine::{
-    Analysis, Cluster, Direction, NAMESPACE_NAME_LABEL, NamespaceScope, NetworkPolicy, Operator,
-    Peer, PortRef, PortRule, Protocol, Subject,
+    Analysis, Cluster, Direction, EndpointId, NAMESPACE_NAME_LABEL, NamespaceScope, NetworkPolicy,
+    Operator, Peer, PortRef, PortRule, Protocol, Subject,
 };
 use palisade_manifest::{LoadOptions, Loaded, load_paths, load_str};
 use palisade_synth::{Generated, Mode, Params, SynthError, generate};
@@ -38,7 +38,7 @@ fn assert_clean(loaded: &Loaded) {
 fn assert_round_trip(generated: &Generated, cluster: &Cluster) {
     let namespaces: Vec<_> = generated.namespaces.iter().map(|n| &n.namespace).collect();
     assert_eq!(cluster.namespaces.iter().collect::<Vec<_>>(), namespaces);
-    assert_eq!(cluster.endpoints, generated.endpoints());
+    assert_eq!(cluster.endpoints.raw, generated.endpoints());
     let policies: Vec<&NetworkPolicy> = generated
         .namespaces
         .iter()
@@ -274,11 +274,15 @@ fn dns_allowance_reaches_coredns_pods() {
     assert_clean(&loaded);
     let analysis = Analysis::new(loaded.cluster);
     let cluster = analysis.cluster();
-    let coredns: Vec<usize> = (0..cluster.endpoints.len())
+    let coredns: Vec<EndpointId> = cluster
+        .endpoints
+        .keys()
         .filter(|&i| cluster.endpoints[i].namespace == "kube-system")
         .collect();
     assert_eq!(coredns.len(), 2);
-    let isolated = (0..cluster.endpoints.len())
+    let isolated = cluster
+        .endpoints
+        .keys()
         .find(|&i| {
             cluster.endpoints[i].namespace != "kube-system"
                 && !analysis.isolating_policies(i, Direction::Egress).is_empty()

@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State as Shared};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use palisade_engine::PolicyId;
 use palisade_engine::{Analysis, Protocol};
 use palisade_manifest::{LoadOptions, Loaded};
 use serde::Deserialize;
@@ -196,7 +197,7 @@ pub(super) async fn policies(
     );
     blocking(&state, move |state| {
         let analysis = &state.analysis;
-        let matching: Vec<usize> = (0..analysis.cluster().policies.len())
+        let matching: Vec<PolicyId> = (analysis.cluster().policies.keys())
             .filter(|&id| {
                 wanted.as_ref().is_none_or(|w| {
                     analysis
@@ -254,7 +255,7 @@ pub(super) async fn policy_source(
         .to_string();
     blocking(&state, move |state| {
         let analysis = &state.analysis;
-        let id = (0..analysis.cluster().policies.len())
+        let id = (analysis.cluster().policies.keys())
             .find(|&id| analysis.policy(id).qualified_name() == name)
             .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no policy named {name:?}")))?;
         let unavailable = |why: &str| {

@@ -4,8 +4,8 @@
 
 use crate::summary::Tally;
 use palisade_engine::{
-    Analysis, ClassId, Connectivity, DestinationKey, Direction, EndpointId, Node, PortSetId,
-    Protocol, SourceKey,
+    Analysis, ClassId, Connectivity, DestinationKey, Direction, EndpointId, PortSetId, Protocol,
+    SourceKey, Vertex,
 };
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -108,7 +108,7 @@ impl Unit {
         let class = analysis.class_of(id);
         self.add_part(
             connectivity,
-            Node::Class(class),
+            Vertex::Class(class),
             pods,
             &endpoint.qualified_name(),
         );
@@ -116,7 +116,7 @@ impl Unit {
     }
 
     /// `name`: the part as `check` names it (an endpoint, an address).
-    fn add_part(&mut self, connectivity: &Connectivity, node: Node, pods: u64, name: &str) {
+    fn add_part(&mut self, connectivity: &Connectivity, node: Vertex, pods: u64, name: &str) {
         self.pods += pods;
         if add_count(&mut self.sources, connectivity.source_key(node), pods) {
             self.source_names.push(name.to_string());
@@ -183,7 +183,9 @@ impl View {
         {
             return Err(format!("no namespace named {name:?}"));
         }
-        let in_view: Vec<EndpointId> = (0..cluster.endpoints.len())
+        let in_view: Vec<EndpointId> = cluster
+            .endpoints
+            .keys()
             .filter(|&id| zoom.is_none_or(|ns| cluster.endpoints[id].namespace == ns))
             .collect();
         let (level, mut units) = if in_view.len() <= limits.pods {
@@ -220,7 +222,7 @@ impl View {
             for (i, range) in connectivity.externals().iter().enumerate() {
                 let mut unit = Unit::new(range.label(), None, "outside");
                 let address = range.first.to_string();
-                unit.add_part(connectivity, Node::External(i), 1, &address);
+                unit.add_part(connectivity, Vertex::External(i), 1, &address);
                 unit.members.push(address);
                 units.push(unit);
             }
@@ -442,7 +444,7 @@ fn pairs(
     }
     if same {
         for &(class, n) in &a.classes {
-            let id = connectivity.allowed_id(Node::Class(class), Node::Class(class));
+            let id = connectivity.allowed_id(Vertex::Class(class), Vertex::Class(class));
             tally.total -= n;
             if open[id as usize] {
                 tally.allowed -= n;
@@ -510,7 +512,7 @@ fn namespace_units(
         .enumerate()
         .map(|(i, ns)| (ns.name.as_str(), i))
         .collect();
-    for (id, endpoint) in cluster.endpoints.iter().enumerate() {
+    for (id, endpoint) in cluster.endpoints.iter_enumerated() {
         if zoom != Some(endpoint.namespace.as_str()) {
             units[position[endpoint.namespace.as_str()]].add_endpoint(analysis, connectivity, id);
         }
@@ -591,9 +593,9 @@ mod tests {
             None => !set.is_empty(),
         };
         let mut expected: FxHashMap<(usize, usize), (u64, u64)> = FxHashMap::default();
-        let endpoints = analysis.cluster().endpoints.len();
-        for a in 0..endpoints {
-            for b in 0..endpoints {
+        let endpoints = || analysis.cluster().endpoints.keys();
+        for a in endpoints() {
+            for b in endpoints() {
                 let (ra, rb) = (
                     u64::from(analysis.endpoint(a).replicas),
                     u64::from(analysis.endpoint(b).replicas),
@@ -620,7 +622,7 @@ mod tests {
             .filter(|(_, n)| n["kind"] == "outside")
         {
             let address: std::net::IpAddr = node["members"][0].as_str().unwrap().parse().unwrap();
-            for endpoint in 0..endpoints {
+            for endpoint in endpoints() {
                 let pods = u64::from(analysis.endpoint(endpoint).replicas);
                 let from = node_of(view, analysis, endpoint).unwrap();
                 let (e, x) = (Subject::Endpoint(endpoint), Subject::External(address));

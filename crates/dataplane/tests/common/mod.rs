@@ -123,7 +123,8 @@ pub fn shop() -> Cluster {
                 &[("pg", 5432, Protocol::Tcp)],
             ),
             pod("ops", "probe", "probe", &["10.2.0.1", "fd02::1"], &[]),
-        ],
+        ]
+        .into(),
         policies: vec![
             policy(
                 "shop",
@@ -178,6 +179,7 @@ pub fn shop() -> Cluster {
                     },
                 ]),
             ),
-        ],
+        ]
+        .into(),
     }
 }

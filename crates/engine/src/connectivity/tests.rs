@@ -1,5 +1,5 @@
 use super::*;
-use crate::analysis::EndpointId;
+use crate::ids::EndpointId;
 use crate::model::{Cluster, Namespace, PortRef};
 use crate::ports::Protocol::{Tcp, Udp};
 use crate::selector::Labels;
@@ -14,13 +14,13 @@ fn assert_tables_agree(cluster: Cluster) {
     let sparse = analysis.connectivity_with_dense_limit(0);
     assert!(matches!(dense.intersections, Intersections::Dense { .. }));
     assert!(matches!(sparse.intersections, Intersections::Sparse(_)));
-    let mut subjects: Vec<(Subject, Node)> = (0..analysis.cluster().endpoints.len())
-        .map(|e| (Subject::Endpoint(e), Node::Class(analysis.class_of(e))))
+    let mut subjects: Vec<(Subject, Vertex)> = (analysis.cluster().endpoints.keys())
+        .map(|e| (Subject::Endpoint(e), Vertex::Class(analysis.class_of(e))))
         .collect();
     for (i, range) in dense.externals().iter().enumerate() {
-        subjects.push((Subject::External(range.first), Node::External(i)));
-        subjects.push((Subject::External(range.last), Node::External(i)));
-        assert_eq!(dense.external_node(range.last), Some(Node::External(i)));
+        subjects.push((Subject::External(range.first), Vertex::External(i)));
+        subjects.push((Subject::External(range.last), Vertex::External(i)));
+        assert_eq!(dense.external_vertex(range.last), Some(Vertex::External(i)));
     }
     for &(src, src_node) in &subjects {
         for &(dst, dst_node) in &subjects {
@@ -125,8 +125,8 @@ fn tables_agree_with_pairwise_decisions() {
         eprintln!("case: {name}");
         assert_tables_agree(Cluster {
             namespaces: vec![Namespace::new("a", Labels::new())],
-            endpoints: pods.clone(),
-            policies,
+            endpoints: pods.clone().into(),
+            policies: policies.into(),
         });
     }
 }
@@ -137,17 +137,17 @@ fn classes_alike_share_keys() {
         endpoints: (0..4u8)
             .map(|i| pod("a", &format!("p{i}"), &[], &[&format!("10.0.0.{i}")], &[]))
             .collect(),
-        policies: vec![policy("a", "deny", &[], Some(vec![]), None)],
+        policies: vec![policy("a", "deny", &[], Some(vec![]), None)].into(),
         ..Cluster::default()
     });
     let connectivity = analysis.connectivity();
-    let node = |e: EndpointId| Node::Class(analysis.class_of(e));
+    let vertex = |e: usize| Vertex::Class(analysis.class_of(EndpointId::from(e)));
     assert_eq!(analysis.class_count(), 1);
     assert_eq!(
-        connectivity.source_key(node(0)),
-        connectivity.source_key(node(3))
+        connectivity.source_key(vertex(0)),
+        connectivity.source_key(vertex(3))
     );
-    assert!(connectivity.allowed(node(0), node(3)).is_empty());
+    assert!(connectivity.allowed(vertex(0), vertex(3)).is_empty());
 }
 
 proptest! {

@@ -181,7 +181,7 @@ fn program_sides_agree_with_the_engine() {
     for (name, policies) in cases {
         eprintln!("case: {name}");
         let mut cluster = web_cluster();
-        cluster.policies = policies;
+        cluster.policies = policies.into();
         assert_agrees(
             cluster,
             &[
@@ -216,7 +216,8 @@ fn pods_alike_share_one_chain_and_rules_compile_once() {
             None,
         ),
         policy("prod", "all", &[], Some(vec![Rule::default()]), None),
-    ];
+    ]
+    .into();
     let analysis = Analysis::new(cluster);
     let local = every_pod_local(analysis.cluster());
     let program = NodeProgram::compile(&analysis, &local);

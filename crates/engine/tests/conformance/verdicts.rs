@@ -2,7 +2,7 @@
 
 use palisade_conformance::*;
 use palisade_engine::Direction::{Egress, Ingress};
-use palisade_engine::{Decision, Protocol, RuleRef, SideVerdict, Subject};
+use palisade_engine::{Decision, PolicyId, Protocol, RuleRef, SideVerdict, Subject};
 
 fn decide(w: &World, from: &str, to: &str, protocol: Protocol, port: u16) -> Decision {
     w.analysis()
@@ -17,7 +17,9 @@ fn default_deny_names_the_isolating_policy() {
         Decision {
             allowed: false,
             egress: SideVerdict::NotIsolated,
-            ingress: SideVerdict::NoRuleAdmits { isolating: vec![0] },
+            ingress: SideVerdict::NoRuleAdmits {
+                isolating: policies([0])
+            },
         }
     );
 }
@@ -34,15 +36,15 @@ fn every_isolating_policy_is_listed_and_the_admitting_rule_named() {
     assert_eq!(
         decide(&w, "x/c", "x/a", Tcp, 80).ingress,
         SideVerdict::NoRuleAdmits {
-            isolating: vec![1, 2]
+            isolating: policies([1, 2])
         }
     );
     assert_eq!(
         decide(&w, "x/b", "x/a", Tcp, 81).ingress,
         SideVerdict::Admitted {
-            isolating: vec![1, 2],
+            isolating: policies([1, 2]),
             by: vec![RuleRef {
-                policy: 2,
+                policy: PolicyId::from(2),
                 direction: Ingress,
                 rule: 0,
                 peer: Some(1),
@@ -65,17 +67,17 @@ fn all_admitting_rules_are_reported() {
     assert_eq!(
         decision.ingress,
         SideVerdict::Admitted {
-            isolating: vec![0],
+            isolating: policies([0]),
             by: vec![
                 RuleRef {
-                    policy: 0,
+                    policy: PolicyId::from(0),
                     direction: Ingress,
                     rule: 0,
                     peer: None,
                     port: None,
                 },
                 RuleRef {
-                    policy: 0,
+                    policy: PolicyId::from(0),
                     direction: Ingress,
                     rule: 1,
                     peer: Some(0),
@@ -98,9 +100,9 @@ fn egress_side_reasons_and_outside_addresses() {
         Decision {
             allowed: true,
             egress: SideVerdict::Admitted {
-                isolating: vec![0],
+                isolating: policies([0]),
                 by: vec![RuleRef {
-                    policy: 0,
+                    policy: PolicyId::from(0),
                     direction: Egress,
                     rule: 0,
                     peer: Some(0),
@@ -114,7 +116,9 @@ fn egress_side_reasons_and_outside_addresses() {
         decide(&w, "x/a", "@8.8.8.8", Tcp, 80),
         Decision {
             allowed: false,
-            egress: SideVerdict::NoRuleAdmits { isolating: vec![0] },
+            egress: SideVerdict::NoRuleAdmits {
+                isolating: policies([0])
+            },
             ingress: SideVerdict::NotGoverned,
         }
     );
@@ -142,7 +146,9 @@ fn loopback_and_not_governed_sides() {
     assert_eq!(from_node.egress, SideVerdict::NotGoverned);
     assert_eq!(
         from_node.ingress,
-        SideVerdict::NoRuleAdmits { isolating: vec![0] }
+        SideVerdict::NoRuleAdmits {
+            isolating: policies([0])
+        }
     );
     let to_outside = decide(&w, "y/a", "@203.0.113.9", Tcp, 80);
     assert_eq!(to_outside.egress, SideVerdict::NotIsolated);
@@ -166,7 +172,9 @@ fn replicated_workload_to_itself_is_not_loopback() {
     assert_eq!(decision.egress, SideVerdict::NotIsolated);
     assert_eq!(
         decision.ingress,
-        SideVerdict::NoRuleAdmits { isolating: vec![0] }
+        SideVerdict::NoRuleAdmits {
+            isolating: policies([0])
+        }
     );
 }
 
@@ -186,6 +194,11 @@ fn isolating_policies_per_direction() {
     let Subject::Endpoint(x_a) = w.subject("x/a") else {
         unreachable!("x/a is a pod")
     };
-    assert_eq!(analysis.isolating_policies(x_a, Ingress), &[0]);
-    assert_eq!(analysis.isolating_policies(x_a, Egress), &[1, 2]);
+    assert_eq!(analysis.isolating_policies(x_a, Ingress), policies([0]));
+    assert_eq!(analysis.isolating_policies(x_a, Egress), policies([1, 2]));
+}
+
+/// Policy ids by their position in the world's policy list.
+fn policies<const N: usize>(positions: [usize; N]) -> Vec<PolicyId> {
+    positions.map(PolicyId::from).to_vec()
 }

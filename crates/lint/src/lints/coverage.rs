@@ -2,14 +2,14 @@
 
 use super::Ctx;
 use crate::finding::{Finding, LintId};
-use palisade_engine::Direction;
+use palisade_engine::{Direction, EndpointId};
 use std::collections::BTreeMap;
 
 #[derive(Default)]
 struct Coverage {
     pods: u64,
     isolated: [u64; 2],
-    first_endpoint: Option<usize>,
+    first_endpoint: Option<EndpointId>,
 }
 
 pub(super) fn check(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
@@ -17,7 +17,7 @@ pub(super) fn check(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
     let cluster = analysis.cluster();
     let directions = [Direction::Ingress, Direction::Egress];
     let mut per_namespace: BTreeMap<&str, Coverage> = BTreeMap::new();
-    for (id, endpoint) in cluster.endpoints.iter().enumerate() {
+    for (id, endpoint) in cluster.endpoints.iter_enumerated() {
         // hostNetwork pods cannot be isolated by any policy: they are not part of the share.
         if endpoint.host_network {
             continue;

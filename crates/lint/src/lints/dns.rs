@@ -36,16 +36,15 @@ pub(super) fn check(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
     let assumed;
     let (analysis, targets, synthetic) = if found.is_empty() {
         let mut cluster = ctx.analysis.cluster().clone();
-        cluster.endpoints.push(standard_dns_pod());
+        let id = cluster.endpoints.push_and_get_key(standard_dns_pod());
         assumed = Analysis::new(cluster);
-        let id = assumed.cluster().endpoints.len() - 1;
         (&assumed, vec![id], true)
     } else {
         (ctx.analysis, found, false)
     };
 
     let mut blamed: BTreeMap<Blame, Vec<EndpointId>> = BTreeMap::new();
-    for source in 0..ctx.endpoint_count() {
+    for source in ctx.endpoint_ids() {
         if targets.contains(&source) || ctx.analysis.endpoint(source).host_network {
             continue;
         }
@@ -200,8 +199,7 @@ fn dns_pods(analysis: &Analysis) -> Vec<EndpointId> {
     analysis
         .cluster()
         .endpoints
-        .iter()
-        .enumerate()
+        .iter_enumerated()
         .filter(|(_, e)| !e.host_network)
         .filter(|(_, e)| is_kube_dns(e) || e.ports.iter().any(|p| p.port == DNS_PORT))
         .map(|(i, _)| i)

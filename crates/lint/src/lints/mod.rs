@@ -9,7 +9,7 @@ mod selectors;
 
 use crate::finding::{Finding, LintId, Severity};
 use crate::sample::endpoint_object;
-use palisade_engine::{Analysis, Direction, EndpointId, PolicyId};
+use palisade_engine::{Analysis, Direction, EndpointId, PolicyId, TiSlice};
 use palisade_manifest::{Diagnostic, Loaded, Origin};
 
 /// Lints a loaded manifest set: the loader's diagnostics first, then every lint.
@@ -29,8 +29,8 @@ pub fn lint(loaded: &Loaded) -> Vec<Finding> {
 /// policies, endpoints and namespaces; missing entries leave findings unlocated.
 pub fn lint_analysis(
     analysis: &Analysis,
-    policy_origins: &[Origin],
-    endpoint_origins: &[Origin],
+    policy_origins: &TiSlice<PolicyId, Origin>,
+    endpoint_origins: &TiSlice<EndpointId, Origin>,
     namespace_origins: &[Option<Origin>],
 ) -> Vec<Finding> {
     let ctx = Ctx {
@@ -78,8 +78,8 @@ fn diagnostic_finding(diagnostic: &Diagnostic) -> Finding {
 /// What every lint needs: the engine's view and where objects were written.
 struct Ctx<'a> {
     analysis: &'a Analysis,
-    policy_origins: &'a [Origin],
-    endpoint_origins: &'a [Origin],
+    policy_origins: &'a TiSlice<PolicyId, Origin>,
+    endpoint_origins: &'a TiSlice<EndpointId, Origin>,
     namespace_origins: &'a [Option<Origin>],
 }
 
@@ -114,8 +114,8 @@ impl Ctx<'_> {
         endpoint_object(self.analysis.endpoint(endpoint))
     }
 
-    fn endpoint_count(&self) -> usize {
-        self.analysis.cluster().endpoints.len()
+    fn endpoint_ids(&self) -> impl Iterator<Item = EndpointId> + use<> {
+        self.analysis.cluster().endpoints.keys()
     }
 }
 

@@ -3,10 +3,10 @@
 
 use super::{Ctx, name_some, rule_path};
 use crate::finding::{Finding, LintId};
-use crate::sample::{Allowed, Classes, outside_ranges, representative_pairs};
+use crate::sample::{Allowed, outside_ranges, representative_pairs};
 use palisade_engine::{
     Analysis, ClassId, Cluster, Direction, EndpointId, IpRange, NetworkPolicy, Peer, PolicyId,
-    PolicyTypes, PortSet, Rule, Subject,
+    PolicyTypes, PortSet, Rule, Subject, TiSlice, TiVec,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cell::OnceCell;
@@ -14,8 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The policies as if only `direction` were ever isolated: with them, `allowed_ports` is what
 /// that one side admits.
-fn one_side(policies: &[NetworkPolicy], direction: Direction) -> Vec<NetworkPolicy> {
-    let mut policies = policies.to_vec();
+fn one_side(
+    policies: &TiSlice<PolicyId, NetworkPolicy>,
+    direction: Direction,
+) -> TiVec<PolicyId, NetworkPolicy> {
+    let mut policies = policies.to_owned();
     for policy in &mut policies {
         policy.policy_types = PolicyTypes {
             ingress: policy.policy_types.ingress && direction == Direction::Ingress,
@@ -25,7 +28,7 @@ fn one_side(policies: &[NetworkPolicy], direction: Direction) -> Vec<NetworkPoli
     policies
 }
 
-fn with_policies(cluster: &Cluster, policies: Vec<NetworkPolicy>) -> Analysis {
+fn with_policies(cluster: &Cluster, policies: TiVec<PolicyId, NetworkPolicy>) -> Analysis {
     Analysis::new(Cluster {
         namespaces: cluster.namespaces.clone(),
         endpoints: cluster.endpoints.clone(),
@@ -98,8 +101,6 @@ pub(super) fn half_open(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
     let egress_only = with_policies(cluster, one_side(&cluster.policies, Direction::Egress));
     let ingress_only = with_policies(cluster, one_side(&cluster.policies, Direction::Ingress));
     let (egress_only, ingress_only) = (Allowed::new(&egress_only), Allowed::new(&ingress_only));
-    let classes = Classes::new(analysis);
-    let members = &classes.members;
     let mut memo: FxHashMap<(bool, ClassId, ClassId), Option<usize>> = FxHashMap::default();
     // Distinct refused port sets, each once: pairs by the million share a few.
     let mut refused_ports: Vec<PortSet> = Vec::new();
@@ -107,10 +108,13 @@ pub(super) fn half_open(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
     let mut text = PathText::default();
     // Per class, how many of its endpoints it stands for: all of them, since they answer alike.
     let by_class = |found: Vec<ClassId>| -> BTreeMap<ClassId, usize> {
-        found.into_iter().map(|c| (c, members[c].len())).collect()
+        found
+            .into_iter()
+            .map(|c| (c, analysis.class_members(c).len()))
+            .collect()
     };
-    for (policy_id, policy) in cluster.policies.iter().enumerate() {
-        let own = by_class(classes.selected(policy_id));
+    for (policy_id, policy) in cluster.policies.iter_enumerated() {
+        let own = by_class(analysis.selected_classes(policy_id));
         for direction in [Direction::Ingress, Direction::Egress] {
             if !policy.isolates(direction) {
                 continue;
@@ -124,7 +128,7 @@ pub(super) fn half_open(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
                     rule.peers
                         .iter()
                         .filter(|p| names_specific_pods(p))
-                        .flat_map(|p| classes.peer(policy_id, p))
+                        .flat_map(|p| analysis.peer_classes(policy_id, p))
                         .collect(),
                 );
                 let mut paths = Vec::new();
@@ -132,10 +136,11 @@ pub(super) fn half_open(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
                     for (&peer_class, &peer_count) in &peers {
                         // Distinct endpoints of the two classes; a lone endpoint with itself is
                         // loopback, never a path.
-                        let Some((mine, other)) =
-                            representative_pairs(&members[own_class], &members[peer_class])
-                                .find(|(a, b)| a != b)
-                        else {
+                        let Some((mine, other)) = representative_pairs(
+                            analysis.class_members(own_class),
+                            analysis.class_members(peer_class),
+                        )
+                        .find(|(a, b)| a != b) else {
                             continue;
                         };
                         let (src, dst, alike) = match direction {
@@ -202,7 +207,7 @@ const LISTED_PATHS: usize = 25;
 fn half_open_finding(
     ctx: &Ctx<'_>,
     text: &mut PathText,
-    policy_id: usize,
+    policy_id: PolicyId,
     direction: Direction,
     rule_index: usize,
     paths: &[HalfOpen],
@@ -323,14 +328,17 @@ pub(crate) fn removable(base: &Analysis) -> Removable {
 
 /// [`removable`], comparing each trial with the working set as `before` presents it (tests
 /// check that the base's tables and compiling the working set agree).
-fn removable_with(base: &Analysis, before: fn(&[NetworkPolicy]) -> Before<'_>) -> Removable {
+fn removable_with(
+    base: &Analysis,
+    before: fn(&TiSlice<PolicyId, NetworkPolicy>) -> Before<'_>,
+) -> Removable {
     let cluster = base.cluster();
     let probe = Probe::new(base);
     let mut found = Removable::default();
     let mut working = cluster.policies.clone();
     let mut kept = Vec::new();
-    for policy_id in 0..working.len() {
-        let selected = probe.classes.endpoints(&probe.classes.selected(policy_id));
+    for policy_id in cluster.policies.keys() {
+        let selected = base.selected_endpoints(policy_id);
         let policy = base.policy(policy_id);
         if selected.is_empty() || is_default_deny(policy) {
             continue;
@@ -372,7 +380,7 @@ fn removable_with(base: &Analysis, before: fn(&[NetworkPolicy]) -> Before<'_>) -
         .map(|d| with_policies(cluster, one_side(&cluster.policies, d)));
     let sides = one_sided.each_ref().map(Probe::new);
     for policy_id in kept {
-        let selected = probe.classes.endpoints(&probe.classes.selected(policy_id));
+        let selected = base.selected_endpoints(policy_id);
         let policy = base.policy(policy_id);
         for direction in [Direction::Ingress, Direction::Egress] {
             if !policy.isolates(direction) {
@@ -416,7 +424,7 @@ fn removable_with(base: &Analysis, before: fn(&[NetworkPolicy]) -> Before<'_>) -
 
 /// One rule taken out of a policy set.
 struct RuleRemoval<'a> {
-    with: &'a [NetworkPolicy],
+    with: &'a TiSlice<PolicyId, NetworkPolicy>,
     /// The policy without the rule.
     without: &'a NetworkPolicy,
     policy: PolicyId,
@@ -433,10 +441,13 @@ impl RuleRemoval<'_> {
         let rule = self.with[self.policy].rules(direction)[self.position].clone();
         let scope = side.scope(self.policy, std::slice::from_ref(&rule));
         let with = one_side(self.with, direction);
-        let without = one_side(std::slice::from_ref(self.without), direction);
+        let without = one_side(
+            TiSlice::from_ref(std::slice::from_ref(self.without)),
+            direction,
+        );
         if !side.same(
             Before::Policies(&with),
-            (self.policy, &without[0]),
+            (self.policy, &without[PolicyId::from(0)]),
             selected,
             direction,
             &scope,
@@ -444,7 +455,7 @@ impl RuleRemoval<'_> {
             return Reason::RefusedByOtherSide;
         }
         let mut none = with;
-        for (id, policy) in none.iter_mut().enumerate() {
+        for (id, policy) in none.iter_mut_enumerated() {
             if id != self.policy {
                 make_inert(policy);
             }
@@ -513,7 +524,6 @@ impl Scope {
 /// do when the sets are the cluster's policies minus some, or one-sided versions of them).
 struct Probe<'a> {
     base: &'a Analysis,
-    classes: Classes,
     outside: Vec<IpRange>,
     /// The base's whole-cluster tables, built when a question first needs them.
     tables: OnceCell<Allowed<'a>>,
@@ -525,16 +535,15 @@ enum Before<'p> {
     /// Policies that allow exactly what the probe's base allows, so the base's tables answer
     /// for them. The greedy search keeps this true of its working set: every removal it accepts
     /// changes no connection.
-    LikeBase(&'p [NetworkPolicy]),
+    LikeBase(&'p TiSlice<PolicyId, NetworkPolicy>),
     /// Any policy set, compiled for each question.
-    Policies(&'p [NetworkPolicy]),
+    Policies(&'p TiSlice<PolicyId, NetworkPolicy>),
 }
 
 impl<'a> Probe<'a> {
     fn new(base: &'a Analysis) -> Self {
         Self {
             base,
-            classes: Classes::new(base),
             outside: outside_ranges(&[base]),
             tables: OnceCell::new(),
         }
@@ -551,7 +560,7 @@ impl<'a> Probe<'a> {
             }
             for peer in &rule.peers {
                 outside |= matches!(peer, Peer::IpBlock(_));
-                classes.extend(self.classes.peer(policy_id, peer));
+                classes.extend(self.base.peer_classes(policy_id, peer));
             }
         }
         Scope {
@@ -580,7 +589,7 @@ impl<'a> Probe<'a> {
             .collect();
         let other_classes: Vec<ClassId> = match &scope.classes {
             Some(classes) => classes.iter().copied().collect(),
-            None => (0..self.classes.members.len()).collect(),
+            None => self.base.class_ids().collect(),
         };
         let outside: &[IpRange] = if scope.outside { &self.outside } else { &[] };
         let ends = |outside, other_classes| Ends {
@@ -613,7 +622,8 @@ impl<'a> Probe<'a> {
         for &own in ends.own_classes {
             let sibling = ends.other_classes.binary_search(&own).is_ok();
             involved.extend(
-                self.classes.members[own]
+                self.base
+                    .class_members(own)
                     .iter()
                     .take(1 + usize::from(sibling)),
             );
@@ -621,7 +631,7 @@ impl<'a> Probe<'a> {
         involved.extend(
             ends.other_classes
                 .iter()
-                .map(|&other| self.classes.members[other][0]),
+                .map(|&other| self.base.class_members(other)[0]),
         );
         let involved: Vec<EndpointId> = involved.into_iter().collect();
         let local = |e: EndpointId| involved.partition_point(|&i| i < e);
@@ -640,8 +650,7 @@ impl<'a> Probe<'a> {
                 // A policy selects pods of its own namespace only, and a decision depends on
                 // the policies selecting its two endpoints: the others cannot change it.
                 policies: policies
-                    .iter()
-                    .enumerate()
+                    .iter_enumerated()
                     .map(|(id, policy)| match replace {
                         Some((replaced, by)) if replaced == id => by,
                         _ => policy,
@@ -670,10 +679,10 @@ impl<'a> Probe<'a> {
         // Takes base endpoint ids.
         let same_ports = |mine: EndpointId, other: Subject| {
             let local_other = match other {
-                Subject::Endpoint(e) => Subject::Endpoint(local(e)),
+                Subject::Endpoint(e) => Subject::Endpoint(local(e).into()),
                 outside => outside,
             };
-            let (src, dst) = oriented(local(mine), local_other);
+            let (src, dst) = oriented(local(mine).into(), local_other);
             let before = if in_base {
                 let (src, dst) = oriented(mine, other);
                 before.ports(src, dst)
@@ -683,13 +692,16 @@ impl<'a> Probe<'a> {
             before == after.ports(src, dst)
         };
         ends.own_classes.iter().all(|&own| {
-            let mine = self.classes.members[own][0];
+            let mine = self.base.class_members(own)[0];
             ends.outside
                 .iter()
                 .all(|range| same_ports(mine, Subject::External(range.first)))
                 && ends.other_classes.iter().all(|&other| {
-                    representative_pairs(&self.classes.members[own], &self.classes.members[other])
-                        .all(|(mine, theirs)| same_ports(mine, Subject::Endpoint(theirs)))
+                    representative_pairs(
+                        self.base.class_members(own),
+                        self.base.class_members(other),
+                    )
+                    .all(|(mine, theirs)| same_ports(mine, Subject::Endpoint(theirs)))
                 })
         })
     }
@@ -703,7 +715,11 @@ struct Ends<'a> {
     other_classes: &'a [ClassId],
 }
 
-fn redundant_policy_finding(ctx: &Ctx<'_>, policy_id: usize, selected: &[EndpointId]) -> Finding {
+fn redundant_policy_finding(
+    ctx: &Ctx<'_>,
+    policy_id: PolicyId,
+    selected: &[EndpointId],
+) -> Finding {
     let policy = ctx.analysis.policy(policy_id);
     let names: Vec<String> = selected.iter().map(|&e| ctx.endpoint_object(e)).collect();
     Finding::new(

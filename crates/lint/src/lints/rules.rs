@@ -3,29 +3,17 @@
 
 use super::{Ctx, name_some, peer_path, rule_path};
 use crate::finding::{Finding, LintId};
-use palisade_engine::{Direction, EndpointId, Peer, PortRef};
+use palisade_engine::{Direction, Peer, PortRef};
 use std::collections::BTreeSet;
 
 /// PAL005: a named port that none of the rule's destination pods declares with its protocol.
-/// Destinations are the selected pods for ingress and the peers' pods for egress.
+/// Destinations are the engine's ([`palisade_engine::Analysis::rule_destinations`]).
 pub(super) fn named_ports(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
     let analysis = ctx.analysis;
-    for (policy_id, policy) in analysis.cluster().policies.iter().enumerate() {
+    for (policy_id, policy) in analysis.cluster().policies.iter_enumerated() {
         for direction in [Direction::Ingress, Direction::Egress] {
             for (rule_index, rule) in policy.rules(direction).iter().enumerate() {
-                let destinations: BTreeSet<EndpointId> = match direction {
-                    Direction::Ingress => {
-                        analysis.selected_endpoints(policy_id).into_iter().collect()
-                    }
-                    Direction::Egress if rule.peers.is_empty() => {
-                        (0..ctx.endpoint_count()).collect()
-                    }
-                    Direction::Egress => rule
-                        .peers
-                        .iter()
-                        .flat_map(|peer| analysis.peer_endpoints(policy_id, peer))
-                        .collect(),
-                };
+                let destinations = analysis.rule_destinations(policy_id, direction, rule);
                 // Nothing to resolve against: a selector lint says why.
                 if destinations.is_empty() {
                     continue;
@@ -103,7 +91,7 @@ pub(super) fn named_ports(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
 /// PAL006: ipBlock peers whose ranges contain pod addresses.
 pub(super) fn ip_blocks_cover_pods(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
     let analysis = ctx.analysis;
-    for (policy_id, policy) in analysis.cluster().policies.iter().enumerate() {
+    for (policy_id, policy) in analysis.cluster().policies.iter_enumerated() {
         for direction in [Direction::Ingress, Direction::Egress] {
             for (rule_index, rule) in policy.rules(direction).iter().enumerate() {
                 for (peer_index, peer) in rule.peers.iter().enumerate() {
@@ -146,7 +134,7 @@ pub(super) fn ip_blocks_cover_pods(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
 
 /// PAL007: rules written for a direction the policy does not isolate are ignored.
 pub(super) fn ignored_directions(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
-    for (policy_id, policy) in ctx.analysis.cluster().policies.iter().enumerate() {
+    for (policy_id, policy) in ctx.analysis.cluster().policies.iter_enumerated() {
         for direction in [Direction::Ingress, Direction::Egress] {
             let rules = policy.rules(direction);
             if rules.is_empty() || policy.isolates(direction) {

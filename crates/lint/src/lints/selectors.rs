@@ -28,7 +28,7 @@ const OUTSIDE_WORDS: [&str; 6] = [
 pub(super) fn egress_cluster_only(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
     let analysis = ctx.analysis;
     let outside = outside_ranges(&[analysis]);
-    for (policy_id, policy) in analysis.cluster().policies.iter().enumerate() {
+    for (policy_id, policy) in analysis.cluster().policies.iter_enumerated() {
         if !policy.isolates(Direction::Egress) {
             continue;
         }
@@ -131,7 +131,7 @@ const WELL_KNOWN_NAMESPACES: [&str; 4] =
 pub(super) fn selects_nothing(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
     let analysis = ctx.analysis;
     let namespaces = known_namespaces(ctx);
-    for (policy_id, policy) in analysis.cluster().policies.iter().enumerate() {
+    for (policy_id, policy) in analysis.cluster().policies.iter_enumerated() {
         let own_pods = pod_labels_in(ctx, |ns| ns == policy.namespace);
         if !own_pods.is_empty() && analysis.selected_endpoints(policy_id).is_empty() {
             let hints = selector_hints(&policy.pod_selector, &own_pods, "pod");
