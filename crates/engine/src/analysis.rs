@@ -170,9 +170,10 @@ impl Analysis {
         }
     }
 
-    /// The labels of an endpoint's namespace.
-    pub(crate) fn namespace_labels(&self, endpoint: &Endpoint) -> &Labels {
-        &self.cluster.namespaces[self.namespace_index[&endpoint.namespace]].labels
+    /// The labels of an endpoint's namespace (by its class: no name lookup on hot paths).
+    pub(crate) fn namespace_labels(&self, endpoint: EndpointId) -> &Labels {
+        let class = &self.classes[self.endpoint_class[endpoint]];
+        &self.cluster.namespaces[class.namespace].labels
     }
 
     /// Policies that select the endpoint and isolate it in `direction`; empty: not isolated.
@@ -260,7 +261,7 @@ impl Analysis {
             Subject::External(ip) => rules::peer_matches_outside(peer, ip),
             Subject::Endpoint(id) => {
                 let ep = &self.cluster.endpoints[id];
-                rules::peer_matches_endpoint(peer, &policy.namespace, ep, self.namespace_labels(ep))
+                rules::peer_matches_endpoint(peer, &policy.namespace, ep, self.namespace_labels(id))
             }
         }
     }

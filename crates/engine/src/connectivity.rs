@@ -14,7 +14,7 @@ use crate::addresses::IpRange;
 use crate::analysis::{Analysis, Subject};
 use crate::classes::direction_slot;
 use crate::ids::{ClassId, PolicyId};
-use crate::model::{ContainerPort, Direction, NamespaceScope, Peer, Rule};
+use crate::model::{ContainerPort, Direction, Peer, Rule};
 use crate::ports::PortSet;
 use crate::rules;
 use crate::selector::{LabelSelector, Operator};
@@ -312,24 +312,17 @@ impl<'a> PeerSets<'a> {
     }
 
     /// The label index and namespaces only narrow down candidate classes; whether a candidate is
-    /// in the set is [`rules::peer_matches_endpoint`]'s answer.
+    /// in the set is what [`rules::peer_matches_endpoint`] says, asked half by half.
     fn compute_peer_set(&self, policy_namespace: usize, peer: &Peer) -> FixedBitSet {
         let mut set = FixedBitSet::with_capacity(self.vertices);
         let analysis = self.analysis;
         let policy_namespace_name = &analysis.cluster.namespaces[policy_namespace].name;
-        let matches = |class: ClassId| {
-            let rep = &analysis.cluster.endpoints[analysis.classes[class].representative];
-            rules::peer_matches_endpoint(
-                peer,
-                policy_namespace_name,
-                rep,
-                analysis.namespace_labels(rep),
-            )
-        };
+        let representative =
+            |class: ClassId| &analysis.cluster.endpoints[analysis.classes[class].representative];
         match peer {
-            Peer::IpBlock(_) => {
+            Peer::IpBlock(block) => {
                 for &class in &self.classes_with_ips {
-                    if matches(class) {
+                    if rules::block_matches_endpoint(block, representative(class)) {
                         set.insert(class.index());
                     }
                 }
@@ -341,18 +334,20 @@ impl<'a> PeerSets<'a> {
                 }
             }
             Peer::Pods { namespaces, pods } => {
-                let namespaces_ok: Vec<bool> = match namespaces {
-                    NamespaceScope::PolicyNamespace => (0..self.classes_by_namespace.len())
-                        .map(|ns| ns == policy_namespace)
-                        .collect(),
-                    NamespaceScope::Selected(selector) => self
-                        .analysis
-                        .cluster
-                        .namespaces
-                        .iter()
-                        .map(|ns| selector.matches(&ns.labels))
-                        .collect(),
-                };
+                // The namespace half once per namespace, the pod half per candidate class.
+                let namespaces_ok: Vec<bool> = analysis
+                    .cluster
+                    .namespaces
+                    .iter()
+                    .map(|ns| {
+                        rules::namespace_matches(
+                            namespaces,
+                            policy_namespace_name,
+                            &ns.name,
+                            &ns.labels,
+                        )
+                    })
+                    .collect();
                 let candidates: Box<dyn Iterator<Item = ClassId> + '_> = match self.candidates(pods)
                 {
                     Some(list) => Box::new(list.into_iter()),
@@ -365,7 +360,9 @@ impl<'a> PeerSets<'a> {
                     ),
                 };
                 for class in candidates {
-                    if namespaces_ok[analysis.classes[class].namespace] && matches(class) {
+                    if namespaces_ok[analysis.classes[class].namespace]
+                        && rules::pod_matches(pods, representative(class))
+                    {
                         set.insert(class.index());
                     }
                 }

@@ -2,8 +2,9 @@
 //! whole-cluster connectivity, node programs and lint all answer through these:
 //! - isolation: [`selects`] (which endpoints a policy's podSelector selects; hostNetwork pods
 //!   never) and [`isolates`] (selected, and the policy has the direction in its types);
-//! - peer match: [`peer_matches_endpoint`] (pod peers by namespace and labels, ipBlocks by any
-//!   of the pod's addresses: [`block_matches_endpoint`]) and [`peer_matches_outside`];
+//! - peer match: [`peer_matches_endpoint`] (pod peers by namespace and labels, its halves
+//!   [`namespace_matches`] and [`pod_matches`]; ipBlocks by any of the pod's addresses:
+//!   [`block_matches_endpoint`]) and [`peer_matches_outside`];
 //!   [`depends_on_policy_namespace`] tells whether a peer's matches depend on the namespace of
 //!   the policy it is in;
 //! - port match: [`rule_ports`] (every port a rule admits on a destination: numeric entries
@@ -14,8 +15,8 @@
 use crate::model::{
     Direction, Endpoint, IpBlock, NamespaceScope, NetworkPolicy, Peer, PortRef, Rule,
 };
-use crate::ports::PortSet;
-use crate::selector::Labels;
+use crate::ports::{MAX_PORT, MIN_PORT, PortSet};
+use crate::selector::{LabelSelector, Labels};
 use std::net::IpAddr;
 
 /// Whether the policy's podSelector selects the endpoint: a pod of the policy's namespace whose
@@ -43,16 +44,35 @@ pub(crate) fn peer_matches_endpoint(
     match peer {
         Peer::IpBlock(block) => block_matches_endpoint(block, endpoint),
         Peer::Pods { namespaces, pods } => {
-            if endpoint.host_network {
-                return false;
-            }
-            let namespace_ok = match namespaces {
-                NamespaceScope::PolicyNamespace => endpoint.namespace == policy_namespace,
-                NamespaceScope::Selected(selector) => selector.matches(namespace_labels),
-            };
-            namespace_ok && pods.matches(&endpoint.labels)
+            pod_matches(pods, endpoint)
+                && namespace_matches(
+                    namespaces,
+                    policy_namespace,
+                    &endpoint.namespace,
+                    namespace_labels,
+                )
         }
     }
+}
+
+/// The namespace half of a pod peer: whether it admits the namespace `namespace`, labelled
+/// `labels` (the policy's own namespace without a namespaceSelector).
+pub(crate) fn namespace_matches(
+    scope: &NamespaceScope,
+    policy_namespace: &str,
+    namespace: &str,
+    labels: &Labels,
+) -> bool {
+    match scope {
+        NamespaceScope::PolicyNamespace => namespace == policy_namespace,
+        NamespaceScope::Selected(selector) => selector.matches(labels),
+    }
+}
+
+/// The pod half of a pod peer: whether its podSelector matches the endpoint. hostNetwork pods
+/// are no pod peer's.
+pub(crate) fn pod_matches(pods: &LabelSelector, endpoint: &Endpoint) -> bool {
+    !endpoint.host_network && pods.matches(&endpoint.labels)
 }
 
 /// As the upstream e2e suite expects: an ipBlock matches a pod by any of its addresses.
@@ -105,26 +125,40 @@ pub(crate) fn rule_ports(rule: &Rule, destination: Option<&Endpoint>) -> PortSet
     }
     let mut set = PortSet::empty();
     for entry in &rule.ports {
-        set.union_with(&entry_ports(entry, destination));
+        add_entry_ports(&mut set, entry, destination);
     }
     set
 }
 
-/// The ports of one entry of a rule on `destination`: numeric entries as written (`port`
-/// through `endPort`), no port meaning every port of the protocol, a named port resolved on the
-/// destination pod (outside addresses declare none).
+/// The ports of one entry of a rule on `destination` ([`add_entry_ports`]).
 pub(crate) fn entry_ports(
     entry: &crate::model::PortRule,
     destination: Option<&Endpoint>,
 ) -> PortSet {
+    let mut set = PortSet::empty();
+    add_entry_ports(&mut set, entry, destination);
+    set
+}
+
+/// Adds the ports of one entry of a rule on `destination` to `set`: numeric entries as written
+/// (`port` through `endPort`), no port meaning every port of the protocol, a named port
+/// resolved on the destination pod (outside addresses declare none). In place: the node
+/// program asks this for every destination pod of every rule.
+fn add_entry_ports(
+    set: &mut PortSet,
+    entry: &crate::model::PortRule,
+    destination: Option<&Endpoint>,
+) {
     match &entry.port {
-        None => PortSet::all_of(entry.protocol),
+        None => set.insert_range(entry.protocol, MIN_PORT, MAX_PORT),
         Some(PortRef::Number(first)) => {
-            PortSet::range(entry.protocol, *first, entry.end_port.unwrap_or(*first))
+            set.insert_range(entry.protocol, *first, entry.end_port.unwrap_or(*first));
         }
-        Some(PortRef::Named(name)) => destination
-            .and_then(|ep| ep.named_port(name, entry.protocol))
-            .map_or_else(PortSet::empty, |p| PortSet::range(entry.protocol, p, p)),
+        Some(PortRef::Named(name)) => {
+            if let Some(port) = destination.and_then(|ep| ep.named_port(name, entry.protocol)) {
+                set.insert_range(entry.protocol, port, port);
+            }
+        }
     }
 }
 
