@@ -44,13 +44,13 @@ pub(crate) fn peer_matches_endpoint(
     match peer {
         Peer::IpBlock(block) => block_matches_endpoint(block, endpoint),
         Peer::Pods { namespaces, pods } => {
-            pod_matches(pods, endpoint)
-                && namespace_matches(
-                    namespaces,
-                    policy_namespace,
-                    &endpoint.namespace,
-                    namespace_labels,
-                )
+            // The namespace first: it is the cheaper half, and it rules out most pods.
+            namespace_matches(
+                namespaces,
+                policy_namespace,
+                &endpoint.namespace,
+                namespace_labels,
+            ) && pod_matches(pods, endpoint)
         }
     }
 }
