@@ -430,7 +430,7 @@ fn count(metrics: &Metrics, flow: &FlowRecord) {
     metrics
         .verdicts
         .get_or_create(&VerdictLabels {
-            direction: flow.direction.as_str().to_string(),
+            direction: crate::flows::direction_label(flow.direction).to_string(),
             verdict: flow.verdict.as_str().to_string(),
             policy: match flow.more_policies {
                 0 => flow.policies.join(","),

@@ -52,7 +52,8 @@ pub struct FlowRecord {
     pub src: FlowEnd,
     pub dst: FlowEnd,
     pub protocol: FlowProtocol,
-    pub direction: FlowDirection,
+    #[serde(with = "direction_spelling")]
+    pub direction: Direction,
     pub verdict: Verdict,
     /// Policies that decided: the admitting rule's policy, or the isolating policies when none
     /// admits (the first [`NAMED_POLICIES`] of them). Empty when no policy isolates the pod.
@@ -68,29 +69,31 @@ pub struct FlowRecord {
     pub folded: usize,
 }
 
-/// The side of a connection whose policies took a record's verdict.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum FlowDirection {
-    Ingress,
-    Egress,
-}
-
-impl FlowDirection {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ingress => "INGRESS",
-            Self::Egress => "EGRESS",
-        }
+/// How a record spells the side whose policies took its verdict: `INGRESS` or `EGRESS`.
+pub fn direction_label(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Ingress => "INGRESS",
+        Direction::Egress => "EGRESS",
     }
 }
 
-impl From<Direction> for FlowDirection {
-    fn from(direction: Direction) -> Self {
-        match direction {
-            Direction::Ingress => Self::Ingress,
-            Direction::Egress => Self::Egress,
-        }
+/// [`FlowRecord::direction`] as records spell it ([`direction_label`]).
+mod direction_spelling {
+    use super::direction_label;
+    use palisade_engine::Direction;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::borrow::Cow;
+
+    pub fn serialize<S: Serializer>(direction: &Direction, to: S) -> Result<S::Ok, S::Error> {
+        to.serialize_str(direction_label(*direction))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Direction, D::Error> {
+        let text = Cow::<str>::deserialize(from)?;
+        [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .find(|&d| direction_label(d) == text)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown direction {text:?}")))
     }
 }
 
@@ -241,7 +244,7 @@ pub fn record(
         src: end(src, sport),
         dst: end(dst, dport),
         protocol,
-        direction: decision.direction.into(),
+        direction: decision.direction,
         verdict: decision.verdict,
         policies: decision.policies,
         more_policies: decision.more_policies,
@@ -599,7 +602,11 @@ mod tests {
             );
             if let Some(found) = found {
                 assert_eq!(
-                    (found.direction.as_str(), found.verdict, found.policies),
+                    (
+                        direction_label(found.direction),
+                        found.verdict,
+                        found.policies
+                    ),
                     ("INGRESS", Verdict::Forwarded, vec!["shop/web".to_string()])
                 );
             }

@@ -2,7 +2,8 @@
 //! port, direction and verdict is written at once, and the ones after it within the same
 //! second become one record that counts them.
 
-use crate::flows::{FlowDirection, FlowProtocol, FlowRecord, Verdict};
+use crate::flows::{FlowProtocol, FlowRecord, Verdict};
+use palisade_engine::Direction;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ struct Alike {
     dst: IpAddr,
     port: u16,
     protocol: FlowProtocol,
-    direction: FlowDirection,
+    direction: Direction,
     verdict: Verdict,
 }
 
@@ -96,7 +97,7 @@ mod tests {
             src: end(src, 40000),
             dst: end("10.1.0.1", port),
             protocol: FlowProtocol::Ported(Protocol::Udp),
-            direction: FlowDirection::Ingress,
+            direction: Direction::Ingress,
             verdict,
             policies: Vec::new(),
             more_policies: 0,

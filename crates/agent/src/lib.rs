@@ -25,7 +25,7 @@ mod observe;
 pub mod state;
 mod waiter;
 
-pub use flows::{FlowDirection, FlowEnd, FlowProtocol, FlowRecord, Verdict};
+pub use flows::{FlowEnd, FlowProtocol, FlowRecord, Verdict, direction_label};
 pub use inventory::{PodInventory, PodPlacement};
 pub use observe::{FlowFile, NotARecord, ObserveFilter, OutputFormat, run_observe};
 

@@ -191,7 +191,7 @@ fn print(flow: &FlowRecord, format: OutputFormat, out: &mut dyn Write) -> anyhow
                 end(&flow.src),
                 end(&flow.dst),
                 flow.protocol,
-                flow.direction.as_str(),
+                crate::flows::direction_label(flow.direction),
                 flow.verdict.as_str(),
                 flow.decided_by
             )?;
@@ -222,7 +222,7 @@ mod tests {
                 port,
             },
             protocol: crate::flows::FlowProtocol::Ported(palisade_engine::Protocol::Tcp),
-            direction: crate::flows::FlowDirection::Ingress,
+            direction: palisade_engine::Direction::Ingress,
             verdict,
             policies: vec!["shop/web".into()],
             more_policies: 0,

@@ -85,7 +85,7 @@ fn has(
     records.iter().any(|r| {
         r.dst.ip.to_string() == dst
             && r.dst.port == port
-            && r.direction.as_str() == direction
+            && palisade_agent::direction_label(r.direction) == direction
             && r.verdict == verdict
             && r.decided_by == decided_by
     })

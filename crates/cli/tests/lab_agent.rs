@@ -403,7 +403,7 @@ fn flow_records_and_metrics_name_verdicts_and_policies() {
     let find = |verdict: Verdict, src: &str| {
         lab.flow_records().into_iter().find(|r| {
             r.verdict == verdict
-                && r.direction == palisade_agent::FlowDirection::Ingress
+                && r.direction == palisade_engine::Direction::Ingress
                 && r.src.pod.as_deref() == Some(src)
                 && r.dst.pod.as_deref() == Some("b")
                 && r.dst.port == 80

@@ -243,7 +243,10 @@ impl<'a> Renderer<'a> {
                 rules: vec![rule],
             });
         }
-        let indexes = (self.program.chains.keys())
+        let indexes = self
+            .program
+            .chains
+            .keys()
             .map(|chain| self.chain(chain))
             .collect();
         let table = Table {

@@ -2,7 +2,9 @@
 //! sides, and which object changes are responsible.
 
 use crate::sample::{Allowed, endpoint_object, merge_adjacent, outside_ranges, subtract};
-use palisade_engine::{Analysis, Direction, EndpointId, PolicyId, PortSet, Protocol, Subject};
+use palisade_engine::{
+    Analysis, ClassId, Direction, EndpointId, PolicyId, PortSet, Protocol, Subject,
+};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
@@ -337,10 +339,10 @@ impl Matching {
                 });
             }
         }
-        let mut by_classes: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+        let mut by_classes: BTreeMap<(ClassId, ClassId), Vec<usize>> = BTreeMap::new();
         for (i, &(o, n)) in pairs.iter().enumerate() {
             by_classes
-                .entry((old.class_of(o).into(), new.class_of(n).into()))
+                .entry((old.class_of(o), new.class_of(n)))
                 .or_default()
                 .push(i);
         }

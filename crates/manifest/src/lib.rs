@@ -199,12 +199,7 @@ impl Loaded {
                 (&e.namespace, &e.kind, &e.name)
                     == (&endpoint.namespace, &endpoint.kind, &endpoint.name)
             };
-            match cluster
-                .endpoints
-                .iter()
-                .position(|e| same(&e))
-                .map(EndpointId::from)
-            {
+            match cluster.endpoints.position(|e| same(&e)) {
                 Some(i) => {
                     cluster.endpoints[i] = endpoint;
                     self.endpoint_origins[i] = origin;
@@ -220,7 +215,7 @@ impl Loaded {
             let same = |p: &palisade_engine::NetworkPolicy| {
                 (&p.namespace, &p.name) == (&policy.namespace, &policy.name)
             };
-            match cluster.policies.iter().position(same).map(PolicyId::from) {
+            match cluster.policies.position(same) {
                 Some(i) => {
                     cluster.policies[i] = policy;
                     self.policy_origins[i] = origin;

@@ -197,7 +197,10 @@ pub(super) async fn policies(
     );
     blocking(&state, move |state| {
         let analysis = &state.analysis;
-        let matching: Vec<PolicyId> = (analysis.cluster().policies.keys())
+        let matching: Vec<PolicyId> = analysis
+            .cluster()
+            .policies
+            .keys()
             .filter(|&id| {
                 wanted.as_ref().is_none_or(|w| {
                     analysis
@@ -255,7 +258,10 @@ pub(super) async fn policy_source(
         .to_string();
     blocking(&state, move |state| {
         let analysis = &state.analysis;
-        let id = (analysis.cluster().policies.keys())
+        let id = analysis
+            .cluster()
+            .policies
+            .keys()
             .find(|&id| analysis.policy(id).qualified_name() == name)
             .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no policy named {name:?}")))?;
         let unavailable = |why: &str| {

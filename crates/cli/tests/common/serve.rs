@@ -84,7 +84,7 @@ pub fn flow_record(
             port,
         },
         protocol: palisade_agent::FlowProtocol::Ported(palisade_engine::Protocol::Tcp),
-        direction: palisade_agent::FlowDirection::Ingress,
+        direction: palisade_engine::Direction::Ingress,
         verdict,
         policies: vec!["expense/default-deny-ingress".into()],
         more_policies: 0,

@@ -14,7 +14,10 @@ fn assert_tables_agree(cluster: Cluster) {
     let sparse = analysis.connectivity_with_dense_limit(0);
     assert!(matches!(dense.intersections, Intersections::Dense { .. }));
     assert!(matches!(sparse.intersections, Intersections::Sparse(_)));
-    let mut subjects: Vec<(Subject, Vertex)> = (analysis.cluster().endpoints.keys())
+    let mut subjects: Vec<(Subject, Vertex)> = analysis
+        .cluster()
+        .endpoints
+        .keys()
         .map(|e| (Subject::Endpoint(e), Vertex::Class(analysis.class_of(e))))
         .collect();
     for (i, range) in dense.externals().iter().enumerate() {

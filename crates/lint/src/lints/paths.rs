@@ -634,7 +634,7 @@ impl<'a> Probe<'a> {
                 .map(|&other| self.base.class_members(other)[0]),
         );
         let involved: Vec<EndpointId> = involved.into_iter().collect();
-        let local = |e: EndpointId| involved.partition_point(|&i| i < e);
+        let local = |e: EndpointId| EndpointId::from(involved.partition_point(|&i| i < e));
         let namespaces: BTreeSet<&str> = involved
             .iter()
             .map(|&e| self.base.endpoint(e).namespace.as_str())
@@ -679,10 +679,10 @@ impl<'a> Probe<'a> {
         // Takes base endpoint ids.
         let same_ports = |mine: EndpointId, other: Subject| {
             let local_other = match other {
-                Subject::Endpoint(e) => Subject::Endpoint(local(e).into()),
+                Subject::Endpoint(e) => Subject::Endpoint(local(e)),
                 outside => outside,
             };
-            let (src, dst) = oriented(local(mine).into(), local_other);
+            let (src, dst) = oriented(local(mine), local_other);
             let before = if in_base {
                 let (src, dst) = oriented(mine, other);
                 before.ports(src, dst)
