@@ -3,6 +3,7 @@
 //! every selector of the cluster. Lookups by name and address, and the questions lint and
 //! explanations ask about one policy, live here; decisions in [`crate::decide`].
 
+use crate::class_index::ClassIndex;
 use crate::classes::{Class, classify, direction_slot};
 use crate::ids::{ClassId, EndpointId, PolicyId};
 use crate::model::{
@@ -11,8 +12,10 @@ use crate::model::{
 use crate::ports::Protocol;
 use crate::rules;
 use crate::selector::Labels;
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::OnceLock;
 use typed_index_collections::TiVec;
 
 /// One side of a connection: an endpoint of the cluster, or an address outside it.
@@ -30,6 +33,8 @@ pub struct Analysis {
     class_members: TiVec<ClassId, Vec<EndpointId>>,
     endpoint_by_name: HashMap<String, EndpointId>,
     endpoint_by_ip: HashMap<IpAddr, EndpointId>,
+    /// Built when a whole-cluster question first needs it; a single decision never does.
+    class_index: OnceLock<ClassIndex>,
 }
 
 /// The ports to ask about, per destination ([`Analysis::ports_to_probe`]).
@@ -97,7 +102,13 @@ impl Analysis {
             class_members,
             endpoint_by_name,
             endpoint_by_ip,
+            class_index: OnceLock::new(),
         }
+    }
+
+    pub(crate) fn class_index(&self) -> &ClassIndex {
+        self.class_index
+            .get_or_init(|| ClassIndex::new(&self.cluster, &self.classes))
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -220,15 +231,46 @@ impl Analysis {
     /// members, so each question is asked once per class, not per endpoint.
     pub fn selected_classes(&self, policy: PolicyId) -> Vec<ClassId> {
         let p = &self.cluster.policies[policy];
-        self.classes_where(|class| rules::selects(p, &self.cluster.endpoints[class.representative]))
+        let index = self.class_index();
+        let candidates = index.candidates(&p.pod_selector);
+        let namespace = &index.by_namespace[self.namespace_index[&p.namespace]];
+        self.matching(candidates.as_deref().unwrap_or(namespace), |rep| {
+            rules::selects(p, &self.cluster.endpoints[rep])
+        })
     }
 
     /// The classes whose members a peer of `policy` matches.
     pub fn peer_classes(&self, policy: PolicyId, peer: &Peer) -> Vec<ClassId> {
         let p = &self.cluster.policies[policy];
-        self.classes_where(|class| {
-            self.peer_matches(p, peer, Subject::Endpoint(class.representative))
+        let index = self.class_index();
+        let candidates: Cow<'_, [ClassId]> = match peer {
+            Peer::IpBlock(_) => Cow::Borrowed(&index.with_ips),
+            Peer::Pods { namespaces, pods } => {
+                Cow::Owned(index.candidates(pods).unwrap_or_else(|| {
+                    let mut classes: Vec<ClassId> = (self.cluster.namespaces.iter())
+                        .zip(&index.by_namespace)
+                        .filter(|(ns, _)| {
+                            rules::namespace_matches(namespaces, &p.namespace, &ns.name, &ns.labels)
+                        })
+                        .flat_map(|(_, classes)| classes.iter().copied())
+                        .collect();
+                    classes.sort_unstable();
+                    classes
+                }))
+            }
+        };
+        self.matching(&candidates, |rep| {
+            self.peer_matches(p, peer, Subject::Endpoint(rep))
         })
+    }
+
+    /// The candidates (ascending) whose representative satisfies `keep`.
+    fn matching(&self, candidates: &[ClassId], keep: impl Fn(EndpointId) -> bool) -> Vec<ClassId> {
+        candidates
+            .iter()
+            .copied()
+            .filter(|&class| keep(self.classes[class].representative))
+            .collect()
     }
 
     /// The endpoints of a class, ascending; any one of them answers for all.
@@ -244,14 +286,6 @@ impl Analysis {
             .collect();
         ids.sort_unstable();
         ids
-    }
-
-    fn classes_where(&self, keep: impl Fn(&Class) -> bool) -> Vec<ClassId> {
-        self.classes
-            .iter_enumerated()
-            .filter(|(_, class)| keep(class))
-            .map(|(id, _)| id)
-            .collect()
     }
 
     /// Whether `peer` of `policy` matches `other` ([`rules::peer_matches_endpoint`],

@@ -17,7 +17,7 @@ use crate::ids::{ClassId, PolicyId};
 use crate::model::{ContainerPort, Direction, Peer, Rule};
 use crate::ports::PortSet;
 use crate::rules;
-use crate::selector::{LabelSelector, Operator};
+
 use fixedbitset::FixedBitSet;
 use rustc_hash::FxHashMap;
 use typed_index_collections::TiVec;
@@ -132,10 +132,7 @@ impl Connectivity {
     /// What any source of key `src` may open to any destination of key `dst`: iterating keys
     /// instead of vertices is how whole-cluster questions stay fast.
     pub fn allowed_between(&self, src: SourceKey, dst: DestinationKey) -> PortSetId {
-        let egress = self.egress.cells
-            [src.egress_profile as usize * self.egress.groups + dst.egress_group as usize];
-        let ingress = self.ingress.cells
-            [dst.ingress_profile as usize * self.ingress.groups + src.ingress_group as usize];
+        let (egress, ingress) = self.sides_between(src, dst);
         match &self.intersections {
             Intersections::Dense {
                 egress_local,
@@ -148,6 +145,17 @@ impl Connectivity {
             }
             Intersections::Sparse(map) => map[&(egress, ingress)],
         }
+    }
+
+    /// The two sides [`Self::allowed_between`] intersects: what the source's egress admits
+    /// towards the destination and what the destination's ingress admits from the source, each
+    /// every port when that side is not isolated.
+    pub fn sides_between(&self, src: SourceKey, dst: DestinationKey) -> (PortSetId, PortSetId) {
+        let egress = self.egress.cells
+            [src.egress_profile as usize * self.egress.groups + dst.egress_group as usize];
+        let ingress = self.ingress.cells
+            [dst.ingress_profile as usize * self.ingress.groups + src.ingress_group as usize];
+        (egress, ingress)
     }
 
     pub fn port_set_count(&self) -> usize {
@@ -240,32 +248,10 @@ struct PeerSets<'a> {
     sets: Vec<FixedBitSet>,
     by_rule_peers: FxHashMap<(Option<usize>, &'a [Peer]), usize>,
     by_peer: FxHashMap<(Option<usize>, &'a Peer), FixedBitSet>,
-    label_index: FxHashMap<(&'a str, &'a str), Vec<ClassId>>,
-    key_index: FxHashMap<&'a str, Vec<ClassId>>,
-    classes_by_namespace: Vec<Vec<ClassId>>,
-    classes_with_ips: Vec<ClassId>,
 }
 
 impl<'a> PeerSets<'a> {
     fn new(analysis: &'a Analysis, externals: &'a [IpRange]) -> Self {
-        let mut label_index: FxHashMap<(&str, &str), Vec<ClassId>> = FxHashMap::default();
-        let mut key_index: FxHashMap<&str, Vec<ClassId>> = FxHashMap::default();
-        let mut classes_by_namespace = vec![Vec::new(); analysis.cluster.namespaces.len()];
-        let mut classes_with_ips = Vec::new();
-        for (id, class) in analysis.classes.iter_enumerated() {
-            let rep = &analysis.cluster.endpoints[class.representative];
-            if !rep.ips.is_empty() {
-                classes_with_ips.push(id);
-            }
-            if rep.host_network {
-                continue;
-            }
-            classes_by_namespace[class.namespace].push(id);
-            for (k, v) in &rep.labels {
-                label_index.entry((k, v)).or_default().push(id);
-                key_index.entry(k).or_default().push(id);
-            }
-        }
         Self {
             analysis,
             externals,
@@ -273,10 +259,6 @@ impl<'a> PeerSets<'a> {
             sets: Vec::new(),
             by_rule_peers: FxHashMap::default(),
             by_peer: FxHashMap::default(),
-            label_index,
-            key_index,
-            classes_by_namespace,
-            classes_with_ips,
         }
     }
 
@@ -311,17 +293,18 @@ impl<'a> PeerSets<'a> {
         &self.by_peer[&key]
     }
 
-    /// The label index and namespaces only narrow down candidate classes; whether a candidate is
+    /// The class index and namespaces only narrow down candidate classes; whether a candidate is
     /// in the set is what [`rules::peer_matches_endpoint`] says, asked half by half.
     fn compute_peer_set(&self, policy_namespace: usize, peer: &Peer) -> FixedBitSet {
         let mut set = FixedBitSet::with_capacity(self.vertices);
         let analysis = self.analysis;
+        let index = analysis.class_index();
         let policy_namespace_name = &analysis.cluster.namespaces[policy_namespace].name;
         let representative =
             |class: ClassId| &analysis.cluster.endpoints[analysis.classes[class].representative];
         match peer {
             Peer::IpBlock(block) => {
-                for &class in &self.classes_with_ips {
+                for &class in &index.with_ips {
                     if rules::block_matches_endpoint(block, representative(class)) {
                         set.insert(class.index());
                     }
@@ -348,17 +331,17 @@ impl<'a> PeerSets<'a> {
                         )
                     })
                     .collect();
-                let candidates: Box<dyn Iterator<Item = ClassId> + '_> = match self.candidates(pods)
-                {
-                    Some(list) => Box::new(list.into_iter()),
-                    None => Box::new(
-                        namespaces_ok
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, ok)| **ok)
-                            .flat_map(|(ns, _)| self.classes_by_namespace[ns].iter().copied()),
-                    ),
-                };
+                let candidates: Box<dyn Iterator<Item = ClassId> + '_> =
+                    match index.candidates(pods) {
+                        Some(list) => Box::new(list.into_iter()),
+                        None => Box::new(
+                            namespaces_ok
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, ok)| **ok)
+                                .flat_map(|(ns, _)| index.by_namespace[ns].iter().copied()),
+                        ),
+                    };
                 for class in candidates {
                     if namespaces_ok[analysis.classes[class].namespace]
                         && rules::pod_matches(pods, representative(class))
@@ -369,45 +352,6 @@ impl<'a> PeerSets<'a> {
             }
         }
         set
-    }
-
-    /// A superset of the classes a pod selector can match, from the label index, when the
-    /// selector has a positive term to look up; `None` means "scan the namespaces".
-    fn candidates(&self, selector: &LabelSelector) -> Option<Vec<ClassId>> {
-        let lookup = |k: &str, v: &str| -> Vec<ClassId> {
-            self.label_index.get(&(k, v)).cloned().unwrap_or_default()
-        };
-        let mut best: Option<Vec<ClassId>> = None;
-        let mut consider = |list: Vec<ClassId>| {
-            if best.as_ref().is_none_or(|b| list.len() < b.len()) {
-                best = Some(list);
-            }
-        };
-        for (k, v) in &selector.match_labels {
-            consider(lookup(k, v));
-        }
-        for requirement in &selector.match_expressions {
-            match requirement.operator {
-                Operator::In => {
-                    let mut list: Vec<ClassId> = requirement
-                        .values
-                        .iter()
-                        .flat_map(|v| lookup(&requirement.key, v))
-                        .collect();
-                    list.sort_unstable();
-                    list.dedup();
-                    consider(list);
-                }
-                Operator::Exists => consider(
-                    self.key_index
-                        .get(requirement.key.as_str())
-                        .cloned()
-                        .unwrap_or_default(),
-                ),
-                Operator::NotIn | Operator::DoesNotExist => {}
-            }
-        }
-        best
     }
 }
 

@@ -1,20 +1,19 @@
-//! Lints decided over whole connections: PAL008 (a path opened on one side only), PAL009 and
-//! PAL010 (policies and rules whose removal changes no connection).
+//! Lints decided over whole connections: PAL009 and PAL010 (policies and rules whose removal
+//! changes no connection).
 
 use super::{Ctx, name_some, rule_path};
 use crate::finding::{Finding, LintId};
 use crate::sample::{Allowed, outside_ranges, representative_pairs};
 use palisade_engine::{
     Analysis, ClassId, Cluster, Direction, EndpointId, IpRange, NetworkPolicy, Peer, PolicyId,
-    PolicyTypes, PortSet, Rule, Subject, TiSlice, TiVec,
+    PolicyTypes, Rule, Subject, TiSlice, TiVec,
 };
-use rustc_hash::{FxHashMap, FxHashSet};
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// The policies as if only `direction` were ever isolated: with them, `allowed_ports` is what
 /// that one side admits.
-fn one_side(
+pub(super) fn one_side(
     policies: &TiSlice<PolicyId, NetworkPolicy>,
     direction: Direction,
 ) -> TiVec<PolicyId, NetworkPolicy> {
@@ -28,257 +27,15 @@ fn one_side(
     policies
 }
 
-fn with_policies(cluster: &Cluster, policies: TiVec<PolicyId, NetworkPolicy>) -> Analysis {
+pub(super) fn with_policies(
+    cluster: &Cluster,
+    policies: TiVec<PolicyId, NetworkPolicy>,
+) -> Analysis {
     Analysis::new(Cluster {
         namespaces: cluster.namespaces.clone(),
         endpoints: cluster.endpoints.clone(),
         policies,
     })
-}
-
-fn opposite(direction: Direction) -> Direction {
-    match direction {
-        Direction::Egress => Direction::Ingress,
-        Direction::Ingress => Direction::Egress,
-    }
-}
-
-/// A half-open path between two classes: representatives, how many endpoints each side stands
-/// for, and the ports this side admits (an index into the refused port sets).
-struct HalfOpen {
-    src: EndpointId,
-    dst: EndpointId,
-    alike: (usize, usize),
-    ports: usize,
-}
-
-/// Text of PAL008 details, built once per endpoint and port set: on large clusters the same
-/// endpoints and ports recur in millions of paths.
-#[derive(Default)]
-struct PathText {
-    /// `Pod ns/a` or `Pod ns/a (and 4 more like it)`, per endpoint and count.
-    alike: FxHashMap<(EndpointId, usize), String>,
-    /// Per far endpoint and far direction: why it refuses, and the policies isolating it.
-    far: FxHashMap<(EndpointId, Direction), (String, Vec<PolicyId>)>,
-    /// Refused port sets, written out.
-    ports: Vec<String>,
-}
-
-impl PathText {
-    fn remember_alike(&mut self, ctx: &Ctx<'_>, endpoint: EndpointId, count: usize) {
-        self.alike.entry((endpoint, count)).or_insert_with(|| {
-            let object = ctx.endpoint_object(endpoint);
-            if count > 1 {
-                format!("{object} (and {} more like it)", count - 1)
-            } else {
-                object
-            }
-        });
-    }
-
-    fn remember_far(&mut self, analysis: &Analysis, endpoint: EndpointId, far: Direction) {
-        self.far.entry((endpoint, far)).or_insert_with(|| {
-            let isolating = analysis.isolating_policies(endpoint, far).to_vec();
-            let names: Vec<String> = isolating
-                .iter()
-                .map(|&id| analysis.policy(id).qualified_name())
-                .collect();
-            let text = format!(
-                "{far} of {} is isolated by {} and admits none of it",
-                analysis.endpoint(endpoint).qualified_name(),
-                names.join(", ")
-            );
-            (text, isolating)
-        });
-    }
-}
-
-/// PAL008: for each rule that names specific peers, the connections its side admits that the
-/// other side never admits on any of those ports. Decided per pair of endpoint classes.
-pub(super) fn half_open(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
-    let analysis = ctx.analysis;
-    let cluster = analysis.cluster();
-    let egress_only = with_policies(cluster, one_side(&cluster.policies, Direction::Egress));
-    let ingress_only = with_policies(cluster, one_side(&cluster.policies, Direction::Ingress));
-    let (egress_only, ingress_only) = (Allowed::new(&egress_only), Allowed::new(&ingress_only));
-    let mut memo: FxHashMap<(bool, ClassId, ClassId), Option<usize>> = FxHashMap::default();
-    // Distinct refused port sets, each once: pairs by the million share a few.
-    let mut refused_ports: Vec<PortSet> = Vec::new();
-    let mut port_ids: FxHashMap<PortSet, usize> = FxHashMap::default();
-    let mut text = PathText::default();
-    // Per class, how many of its endpoints it stands for: all of them, since they answer alike.
-    let by_class = |found: Vec<ClassId>| -> BTreeMap<ClassId, usize> {
-        found
-            .into_iter()
-            .map(|c| (c, analysis.class_members(c).len()))
-            .collect()
-    };
-    for (policy_id, policy) in cluster.policies.iter_enumerated() {
-        let own = by_class(analysis.selected_classes(policy_id));
-        for direction in [Direction::Ingress, Direction::Egress] {
-            if !policy.isolates(direction) {
-                continue;
-            }
-            let (this_side, other_side) = match direction {
-                Direction::Egress => (&egress_only, &ingress_only),
-                Direction::Ingress => (&ingress_only, &egress_only),
-            };
-            for (rule_index, rule) in policy.rules(direction).iter().enumerate() {
-                let peers = by_class(
-                    rule.peers
-                        .iter()
-                        .filter(|p| names_specific_pods(p))
-                        .flat_map(|p| analysis.peer_classes(policy_id, p))
-                        .collect(),
-                );
-                let mut paths = Vec::new();
-                for (&own_class, &own_count) in &own {
-                    for (&peer_class, &peer_count) in &peers {
-                        // Distinct endpoints of the two classes; a lone endpoint with itself is
-                        // loopback, never a path.
-                        let Some((mine, other)) = representative_pairs(
-                            analysis.class_members(own_class),
-                            analysis.class_members(peer_class),
-                        )
-                        .find(|(a, b)| a != b) else {
-                            continue;
-                        };
-                        let (src, dst, alike) = match direction {
-                            Direction::Egress => (mine, other, (own_count, peer_count)),
-                            Direction::Ingress => (other, mine, (peer_count, own_count)),
-                        };
-                        // Rules of many policies name the same classes: ask once per pair.
-                        let key = (direction == Direction::Egress, own_class, peer_class);
-                        if memo.len() >= MEMO_LIMIT {
-                            memo.clear();
-                        }
-                        let refused = *memo.entry(key).or_insert_with(|| {
-                            let (s, d) = (Subject::Endpoint(src), Subject::Endpoint(dst));
-                            let here = this_side.ports(s, d);
-                            let there = other_side.ports(s, d);
-                            (!here.is_empty() && here.intersection(&there).is_empty()).then(|| {
-                                *port_ids
-                                    .entry(here.into_owned())
-                                    .or_insert_with_key(|ports| {
-                                        refused_ports.push(ports.clone());
-                                        refused_ports.len() - 1
-                                    })
-                            })
-                        });
-                        if let Some(ports) = refused {
-                            paths.push(HalfOpen {
-                                src,
-                                dst,
-                                alike,
-                                ports,
-                            });
-                        }
-                    }
-                }
-                if !paths.is_empty() {
-                    text.ports.extend(
-                        refused_ports[text.ports.len()..]
-                            .iter()
-                            .map(ToString::to_string),
-                    );
-                    findings.push(half_open_finding(
-                        ctx, &mut text, policy_id, direction, rule_index, &paths,
-                    ));
-                }
-            }
-        }
-    }
-}
-
-/// Peers that name pods by label: a path someone meant. A peer with an empty podSelector ("any
-/// pod there") is a broad grant, and ipBlocks are about outside addresses: a closed far side is
-/// expected for them.
-fn names_specific_pods(peer: &Peer) -> bool {
-    matches!(peer, Peer::Pods { pods, .. } if !pods.selects_everything())
-}
-
-/// Class pairs whose answer is remembered at once; past this the memory starts over, so a
-/// cluster whose rules name millions of class pairs costs time, not unbounded memory.
-const MEMO_LIMIT: usize = 1 << 22;
-
-/// Paths listed per finding; a big namespace can have millions, which no reader wants.
-const LISTED_PATHS: usize = 25;
-
-fn half_open_finding(
-    ctx: &Ctx<'_>,
-    text: &mut PathText,
-    policy_id: PolicyId,
-    direction: Direction,
-    rule_index: usize,
-    paths: &[HalfOpen],
-) -> Finding {
-    let analysis = ctx.analysis;
-    let policy = analysis.policy(policy_id);
-    let path = rule_path(direction, rule_index);
-    let far = opposite(direction);
-    let mut blockers = BTreeSet::new();
-    let mut seen_far = FxHashSet::default();
-    let mut details: Vec<String> = Vec::new();
-    for (i, p) in paths.iter().enumerate() {
-        let far_endpoint = match direction {
-            Direction::Egress => p.dst,
-            Direction::Ingress => p.src,
-        };
-        text.remember_far(analysis, far_endpoint, far);
-        if seen_far.insert(far_endpoint) {
-            blockers.extend(text.far[&(far_endpoint, far)].1.iter().copied());
-        }
-        if i >= LISTED_PATHS {
-            continue;
-        }
-        text.remember_alike(ctx, p.src, p.alike.0);
-        text.remember_alike(ctx, p.dst, p.alike.1);
-        let why = &text.far[&(far_endpoint, far)].0;
-        details.push(
-            [
-                text.alike[&(p.src, p.alike.0)].as_str(),
-                " -> ",
-                &text.alike[&(p.dst, p.alike.1)],
-                " on ",
-                &text.ports[p.ports],
-                ": ",
-                why,
-            ]
-            .concat(),
-        );
-    }
-    if paths.len() > LISTED_PATHS {
-        details.push(format!(
-            "… and {} more paths of this rule",
-            paths.len() - LISTED_PATHS
-        ));
-    }
-    let (message, fix) = match direction {
-        Direction::Egress => (
-            format!(
-                "{path} of NetworkPolicy {} lets its pods open connections that the destinations' ingress never admits, so they stay blocked (a connection needs both sides).",
-                policy.qualified_name(),
-            ),
-            "Add an ingress rule admitting these sources and ports to a policy that selects the destination, or drop the peer from this egress rule if the connections are not wanted.",
-        ),
-        Direction::Ingress => (
-            format!(
-                "{path} of NetworkPolicy {} admits connections that the sources' egress never allows, so they stay blocked (a connection needs both sides).",
-                policy.qualified_name(),
-            ),
-            "Add an egress rule allowing these destinations and ports to a policy that selects the source, or drop the peer from this ingress rule if the connections are not wanted.",
-        ),
-    };
-    let mut objects = vec![ctx.policy_object(policy_id)];
-    objects.extend(blockers.into_iter().map(|p| ctx.policy_object(p)));
-    Finding::new(
-        LintId::HalfOpenPath,
-        ctx.policy_location(policy_id),
-        message,
-    )
-    .objects(objects)
-    .details(details)
-    .fix(fix)
 }
 
 /// PAL009 and PAL010. Policies that select no pod are PAL003's business.
@@ -635,9 +392,16 @@ impl<'a> Probe<'a> {
         );
         let involved: Vec<EndpointId> = involved.into_iter().collect();
         let local = |e: EndpointId| EndpointId::from(involved.partition_point(|&i| i < e));
-        let namespaces: BTreeSet<&str> = involved
+        // A decision depends only on the policies isolating its two endpoints, and narrowing
+        // the base's policies never adds isolation: the base's lists name every one that can.
+        let relevant: BTreeSet<PolicyId> = involved
             .iter()
-            .map(|&e| self.base.endpoint(e).namespace.as_str())
+            .flat_map(|&e| {
+                [Direction::Ingress, Direction::Egress]
+                    .into_iter()
+                    .flat_map(move |d| self.base.isolating_policies(e, d))
+            })
+            .copied()
             .collect();
         let (Before::LikeBase(policies) | Before::Policies(policies)) = a;
         let compile = |replace: Option<(PolicyId, &NetworkPolicy)>| {
@@ -647,15 +411,12 @@ impl<'a> Probe<'a> {
                     .iter()
                     .map(|&e| self.base.endpoint(e).clone())
                     .collect(),
-                // A policy selects pods of its own namespace only, and a decision depends on
-                // the policies selecting its two endpoints: the others cannot change it.
-                policies: policies
-                    .iter_enumerated()
-                    .map(|(id, policy)| match replace {
+                policies: relevant
+                    .iter()
+                    .map(|&id| match replace {
                         Some((replaced, by)) if replaced == id => by,
-                        _ => policy,
+                        _ => &policies[id],
                     })
-                    .filter(|p| namespaces.contains(p.namespace.as_str()))
                     .cloned()
                     .collect(),
             })

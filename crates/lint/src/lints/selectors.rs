@@ -131,9 +131,18 @@ const WELL_KNOWN_NAMESPACES: [&str; 4] =
 pub(super) fn selects_nothing(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
     let analysis = ctx.analysis;
     let namespaces = known_namespaces(ctx);
+    let with_pods: BTreeSet<&str> = analysis
+        .cluster()
+        .endpoints
+        .iter()
+        .filter(|e| !e.host_network)
+        .map(|e| e.namespace.as_str())
+        .collect();
     for (policy_id, policy) in analysis.cluster().policies.iter_enumerated() {
-        let own_pods = pod_labels_in(ctx, |ns| ns == policy.namespace);
-        if !own_pods.is_empty() && analysis.selected_endpoints(policy_id).is_empty() {
+        if with_pods.contains(policy.namespace.as_str())
+            && analysis.selected_classes(policy_id).is_empty()
+        {
+            let own_pods = pod_labels_in(ctx, |ns| ns == policy.namespace);
             let hints = selector_hints(&policy.pod_selector, &own_pods, "pod");
             findings.push(
                 Finding::new(
@@ -161,7 +170,7 @@ pub(super) fn selects_nothing(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
                     else {
                         continue;
                     };
-                    if !analysis.peer_endpoints(policy_id, peer).is_empty() {
+                    if !analysis.peer_classes(policy_id, peer).is_empty() {
                         continue;
                     }
                     let path = peer_path(direction, rule_index, peer_index);

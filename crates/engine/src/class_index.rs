@@ -1,0 +1,179 @@
+//! Which classes a selector can match, looked up by label instead of asking every class: the
+//! candidates for whole-cluster tables and for "which classes does this policy or peer name".
+//! The index only narrows; whether a candidate matches is always what [`crate::rules`] says.
+
+use crate::classes::Class;
+use crate::ids::ClassId;
+use crate::model::Cluster;
+use crate::selector::{LabelSelector, Operator};
+use rustc_hash::FxHashMap;
+use typed_index_collections::TiSlice;
+
+pub(crate) struct ClassIndex {
+    /// label key → value → classes of pods (not hostNetwork) carrying it, ascending.
+    by_label: FxHashMap<String, FxHashMap<String, Vec<ClassId>>>,
+    /// label key → classes of pods (not hostNetwork) carrying the key, ascending.
+    by_key: FxHashMap<String, Vec<ClassId>>,
+    /// Per namespace index: its classes of pods (not hostNetwork), ascending.
+    pub(crate) by_namespace: Vec<Vec<ClassId>>,
+    /// Classes with addresses, ascending: what an ipBlock can match.
+    pub(crate) with_ips: Vec<ClassId>,
+}
+
+impl ClassIndex {
+    pub(crate) fn new(cluster: &Cluster, classes: &TiSlice<ClassId, Class>) -> Self {
+        let mut index = Self {
+            by_label: FxHashMap::default(),
+            by_key: FxHashMap::default(),
+            by_namespace: vec![Vec::new(); cluster.namespaces.len()],
+            with_ips: Vec::new(),
+        };
+        for (id, class) in classes.iter_enumerated() {
+            let representative = &cluster.endpoints[class.representative];
+            if !representative.ips.is_empty() {
+                index.with_ips.push(id);
+            }
+            if representative.host_network {
+                continue;
+            }
+            index.by_namespace[class.namespace].push(id);
+            for (key, value) in &representative.labels {
+                let values = index.by_label.entry(key.clone()).or_default();
+                values.entry(value.clone()).or_default().push(id);
+                index.by_key.entry(key.clone()).or_default().push(id);
+            }
+        }
+        index
+    }
+
+    /// A superset of the classes a pod selector can match, from its most selective positive
+    /// term; `None` when it has none (the caller scans namespaces).
+    pub(crate) fn candidates(&self, selector: &LabelSelector) -> Option<Vec<ClassId>> {
+        let lookup = |key: &str, value: &str| -> &[ClassId] {
+            self.by_label
+                .get(key)
+                .and_then(|values| values.get(value))
+                .map_or(&[], Vec::as_slice)
+        };
+        let mut best: Option<Vec<ClassId>> = None;
+        let mut consider = |list: Vec<ClassId>| {
+            if best.as_ref().is_none_or(|b| list.len() < b.len()) {
+                best = Some(list);
+            }
+        };
+        for (key, value) in &selector.match_labels {
+            consider(lookup(key, value).to_vec());
+        }
+        for requirement in &selector.match_expressions {
+            match requirement.operator {
+                Operator::In => {
+                    let mut list: Vec<ClassId> = requirement
+                        .values
+                        .iter()
+                        .flat_map(|value| lookup(&requirement.key, value))
+                        .copied()
+                        .collect();
+                    list.sort_unstable();
+                    list.dedup();
+                    consider(list);
+                }
+                Operator::Exists => consider(
+                    self.by_key
+                        .get(requirement.key.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+                Operator::NotIn | Operator::DoesNotExist => {}
+            }
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::analysis::{Analysis, Subject};
+    use crate::ids::{ClassId, EndpointId};
+    use crate::model::{Cluster, NamespaceScope, Peer};
+    use crate::rules;
+    use crate::selector::{LabelSelector, Operator, Requirement};
+    use crate::testing::{arb_cluster, arb_peer};
+    use proptest::prelude::*;
+
+    /// Selectors with every operator, so candidates come from each kind of term (or none).
+    fn arb_expression_selector() -> impl Strategy<Value = LabelSelector> {
+        let operator = prop_oneof![
+            Just(Operator::In),
+            Just(Operator::NotIn),
+            Just(Operator::Exists),
+            Just(Operator::DoesNotExist),
+        ];
+        let values = proptest::sample::subsequence(vec!["a", "b", "x"], 0..3);
+        let key = prop_oneof![Just("app"), Just("tier")];
+        proptest::collection::vec((key, operator, values), 0..3).prop_map(|terms| LabelSelector {
+            match_labels: Default::default(),
+            match_expressions: terms
+                .into_iter()
+                .map(|(key, operator, values)| Requirement {
+                    key: key.to_string(),
+                    values: match operator {
+                        Operator::In | Operator::NotIn => {
+                            values.into_iter().map(String::from).collect()
+                        }
+                        Operator::Exists | Operator::DoesNotExist => Vec::new(),
+                    },
+                    operator,
+                })
+                .collect(),
+        })
+    }
+
+    fn arb_case() -> impl Strategy<Value = (Cluster, Vec<Peer>)> {
+        (
+            arb_cluster(),
+            proptest::collection::vec(arb_peer(), 1..4),
+            arb_expression_selector(),
+            any::<bool>(),
+        )
+            .prop_map(|(mut cluster, mut peers, selector, host_network)| {
+                // A hostNetwork pod is never selected nor matched by a pod peer, but an ipBlock
+                // matches its address.
+                cluster.endpoints[EndpointId::from(0)].host_network = host_network;
+                peers.push(Peer::Pods {
+                    namespaces: NamespaceScope::Selected(LabelSelector::default()),
+                    pods: selector.clone(),
+                });
+                for policy in &mut cluster.policies {
+                    policy.pod_selector = selector.clone();
+                }
+                (cluster, peers)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// The index narrows only: what it answers is what asking every class answers.
+        #[test]
+        fn indexed_lookups_equal_asking_every_class((cluster, peers) in arb_case()) {
+            let analysis = Analysis::new(cluster);
+            let every_class = |keep: &dyn Fn(EndpointId) -> bool| -> Vec<ClassId> {
+                analysis
+                    .class_ids()
+                    .filter(|&c| keep(analysis.class_members(c)[0]))
+                    .collect()
+            };
+            for (policy_id, policy) in analysis.cluster().policies.iter_enumerated() {
+                prop_assert_eq!(
+                    analysis.selected_classes(policy_id),
+                    every_class(&|e| rules::selects(policy, analysis.endpoint(e)))
+                );
+                for peer in &peers {
+                    prop_assert_eq!(
+                        analysis.peer_classes(policy_id, peer),
+                        every_class(&|e| analysis.peer_matches(policy, peer, Subject::Endpoint(e)))
+                    );
+                }
+            }
+        }
+    }
+}
