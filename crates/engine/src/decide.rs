@@ -76,11 +76,24 @@ impl Analysis {
 
     /// Every (protocol, port) on which `src` may open a connection to `dst`.
     pub fn allowed_ports(&self, src: Subject, dst: Subject) -> PortSet {
+        self.allowed_ports_narrowed(src, dst, |id| &self.cluster.policies[id])
+    }
+
+    /// [`Self::allowed_ports`] as if each policy were `policy(id)`: a narrowing of the cluster's
+    /// own, with the same namespace and pod selector and at most its directions and rules (what
+    /// "would removing this change anything?" asks). Nothing is compiled: the cluster's
+    /// isolation lists are narrowed to the directions the stand-ins keep.
+    pub fn allowed_ports_narrowed<'p>(
+        &'p self,
+        src: Subject,
+        dst: Subject,
+        policy: impl Fn(PolicyId) -> &'p NetworkPolicy,
+    ) -> PortSet {
         if self.is_loopback(src, dst) {
             return PortSet::all();
         }
-        let egress = self.side_ports(Direction::Egress, src, dst);
-        let ingress = self.side_ports(Direction::Ingress, dst, src);
+        let egress = self.side_ports(Direction::Egress, src, dst, &policy);
+        let ingress = self.side_ports(Direction::Ingress, dst, src, &policy);
         match (egress, ingress) {
             (None, None) => PortSet::all(),
             (Some(e), None) => e,
@@ -149,20 +162,21 @@ impl Analysis {
     }
 
     /// `None` when not isolated in this direction; otherwise the ports its rules admit.
-    fn side_ports(
+    fn side_ports<'p>(
         &self,
         direction: Direction,
         subject: Subject,
         other: Subject,
+        policy: &impl Fn(PolicyId) -> &'p NetworkPolicy,
     ) -> Option<PortSet> {
-        let isolating = self.isolation(subject, direction)?;
-        if isolating.is_empty() {
-            return None;
-        }
+        let mut isolating = (self.isolation(subject, direction)?.iter())
+            .map(|&id| policy(id))
+            .filter(|p| p.isolates(direction))
+            .peekable();
+        isolating.peek()?;
         let destination = self.endpoint_of(rules::destination(direction, subject, other));
         let mut ports = PortSet::empty();
-        for &policy_id in isolating {
-            let policy = &self.cluster.policies[policy_id];
+        for policy in isolating {
             for rule in policy.rules(direction) {
                 if self.matching_peer(policy, rule, other).is_some() {
                     ports.union_with(&rules::rule_ports(rule, destination));

@@ -3,11 +3,13 @@
 //! classes that no policy can tell apart.
 
 use palisade_engine::{
-    Analysis, Connectivity, Endpoint, EndpointId, EndpointKind, IpRange, PortSet, Protocol,
-    Subject, Vertex, ip_to_u128, ranges_from_starts,
+    Analysis, ClassId, Connectivity, DestinationKey, Endpoint, EndpointId, EndpointKind, IpRange,
+    PortSet, Protocol, SourceKey, Subject, Vertex, ip_to_u128, ranges_from_starts,
 };
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::collections::BTreeSet;
+use std::hash::Hash;
 use std::net::IpAddr;
 
 /// [`Analysis::allowed_ports`] for many pairs at once: answered from the engine's whole-cluster
@@ -39,12 +41,30 @@ impl<'a> Allowed<'a> {
         }
     }
 
+    /// A class's key as the source or the destination of connections: classes with equal keys
+    /// answer alike on that end (see [`Connectivity::source_key`]).
+    pub fn end(&self, class: ClassId, as_source: bool) -> End {
+        let vertex = Vertex::Class(class);
+        if as_source {
+            End::Source(self.connectivity.source_key(vertex))
+        } else {
+            End::Destination(self.connectivity.destination_key(vertex))
+        }
+    }
+
     fn vertex(&self, subject: Subject) -> Option<Vertex> {
         match subject {
             Subject::Endpoint(e) => Some(Vertex::Class(self.analysis.class_of(e))),
             Subject::External(ip) => self.connectivity.external_vertex(ip),
         }
     }
+}
+
+/// A key from [`Allowed::end`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum End {
+    Source(SourceKey),
+    Destination(DestinationKey),
 }
 
 /// The coarsest split of outside address space that every given analysis treats range by range
@@ -138,6 +158,34 @@ pub fn endpoint_object(endpoint: &Endpoint) -> String {
         EndpointKind::Workload { kind } => {
             format!("{kind} {}/{}", endpoint.namespace, endpoint.name)
         }
+    }
+}
+
+/// Items grouped by a key, such as classes by their rows and columns in the engine's tables
+/// (where every member of a group answers alike): the groups in order of first appearance,
+/// each in the order given, and each item's group.
+pub struct Groups<T> {
+    pub members: Vec<Vec<T>>,
+    pub of: FxHashMap<T, usize>,
+}
+
+impl<T: Copy + Eq + Hash> Groups<T> {
+    pub fn by<K: Hash + Eq>(items: impl IntoIterator<Item = T>, key: impl Fn(T) -> K) -> Self {
+        let mut index: FxHashMap<K, usize> = FxHashMap::default();
+        let mut groups = Self {
+            members: Vec::new(),
+            of: FxHashMap::default(),
+        };
+        for item in items {
+            let next = index.len();
+            let group = *index.entry(key(item)).or_insert(next);
+            if group == groups.members.len() {
+                groups.members.push(Vec::new());
+            }
+            groups.members[group].push(item);
+            groups.of.insert(item, group);
+        }
+        groups
     }
 }
 

@@ -7,13 +7,12 @@
 
 use super::{Ctx, rule_path};
 use crate::finding::{Finding, LintId};
-use crate::sample::representative_pairs;
+use crate::sample::{Groups, representative_pairs};
 use palisade_engine::{
     Analysis, ClassId, Connectivity, Direction, EndpointId, Peer, PolicyId, PortSetId, Vertex,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeSet;
-use std::hash::Hash;
 
 /// Paths listed per finding; a big namespace can have millions, which no reader wants.
 const LISTED_PATHS: usize = 25;
@@ -63,33 +62,6 @@ fn names_specific_pods(peer: &Peer) -> bool {
     matches!(peer, Peer::Pods { pods, .. } if !pods.selects_everything())
 }
 
-/// Classes grouped by a key: the groups in order of first appearance (each ascending), and
-/// each class's group.
-struct Groups {
-    members: Vec<Vec<ClassId>>,
-    of: FxHashMap<ClassId, usize>,
-}
-
-impl Groups {
-    fn by<K: Hash + Eq>(classes: &[ClassId], key: impl Fn(ClassId) -> K) -> Self {
-        let mut index: FxHashMap<K, usize> = FxHashMap::default();
-        let mut groups = Self {
-            members: Vec::new(),
-            of: FxHashMap::default(),
-        };
-        for &class in classes {
-            let next = index.len();
-            let group = *index.entry(key(class)).or_insert(next);
-            if group == groups.members.len() {
-                groups.members.push(Vec::new());
-            }
-            groups.members[group].push(class);
-            groups.of.insert(class, group);
-        }
-        groups
-    }
-}
-
 /// A half-open path between two classes: representatives, how many endpoints each side stands
 /// for, and the ports this side admits.
 struct HalfOpen {
@@ -120,8 +92,14 @@ impl RulePaths {
         let source = |c: ClassId| tables.source_key(Vertex::Class(c));
         let destination = |c: ClassId| tables.destination_key(Vertex::Class(c));
         let (own_groups, peer_groups) = match direction {
-            Direction::Egress => (Groups::by(own, source), Groups::by(peers, destination)),
-            Direction::Ingress => (Groups::by(own, destination), Groups::by(peers, source)),
+            Direction::Egress => (
+                Groups::by(own.iter().copied(), source),
+                Groups::by(peers.iter().copied(), destination),
+            ),
+            Direction::Ingress => (
+                Groups::by(own.iter().copied(), destination),
+                Groups::by(peers.iter().copied(), source),
+            ),
         };
         // Per own group: the peer groups it has half-open paths with, and the ports this side
         // admits there.

@@ -3,7 +3,7 @@
 
 use super::{Ctx, name_some, rule_path};
 use crate::finding::{Finding, LintId};
-use crate::sample::{Allowed, outside_ranges, representative_pairs};
+use crate::sample::{Allowed, Groups, outside_ranges, representative_pairs};
 use palisade_engine::{
     Analysis, ClassId, Cluster, Direction, EndpointId, IpRange, NetworkPolicy, Peer, PolicyId,
     PolicyTypes, Rule, Subject, TiSlice, TiVec,
@@ -293,7 +293,7 @@ enum Before<'p> {
     /// for them. The greedy search keeps this true of its working set: every removal it accepts
     /// changes no connection.
     LikeBase(&'p TiSlice<PolicyId, NetworkPolicy>),
-    /// Any policy set, compiled for each question.
+    /// Any narrowing of the base's policies, answered pair by pair.
     Policies(&'p TiSlice<PolicyId, NetworkPolicy>),
 }
 
@@ -358,10 +358,10 @@ impl<'a> Probe<'a> {
             && self.same_towards(a, changed, direction, &ends(&[], &other_classes))
     }
 
-    /// [`Self::same`] on the pairs between `ends`. One representative pair per pair of classes
-    /// decides, and a decision involves only its two endpoints and the policies selecting them:
-    /// so both sets are compiled over just the representatives and their namespaces'
-    /// policies, which keeps this cheap on large clusters.
+    /// [`Self::same`] on the pairs between `ends`. Both sets narrow the base's policies (same
+    /// selectors, fewer directions or rules), so a pair answers in each as its source's and
+    /// destination's keys in the base's tables say: the ends are grouped by key, and one pair of
+    /// ends per pair of groups decides, answered pair by pair without compiling.
     fn same_towards(
         &self,
         a: Before<'_>,
@@ -373,97 +373,66 @@ impl<'a> Probe<'a> {
         {
             return true;
         }
-        // A member of every class, and a second one of own classes that are also the other end
-        // (pairs of siblings).
-        let mut involved: BTreeSet<EndpointId> = BTreeSet::new();
-        for &own in ends.own_classes {
-            let sibling = ends.other_classes.binary_search(&own).is_ok();
-            involved.extend(
-                self.base
-                    .class_members(own)
-                    .iter()
-                    .take(1 + usize::from(sibling)),
-            );
-        }
-        involved.extend(
-            ends.other_classes
-                .iter()
-                .map(|&other| self.base.class_members(other)[0]),
-        );
-        let involved: Vec<EndpointId> = involved.into_iter().collect();
-        let local = |e: EndpointId| EndpointId::from(involved.partition_point(|&i| i < e));
-        // A decision depends only on the policies isolating its two endpoints, and narrowing
-        // the base's policies never adds isolation: the base's lists name every one that can.
-        let relevant: BTreeSet<PolicyId> = involved
-            .iter()
-            .flat_map(|&e| {
-                [Direction::Ingress, Direction::Egress]
-                    .into_iter()
-                    .flat_map(move |d| self.base.isolating_policies(e, d))
-            })
-            .copied()
-            .collect();
+        let allowed = self.tables.get_or_init(|| Allowed::new(self.base));
         let (Before::LikeBase(policies) | Before::Policies(policies)) = a;
-        let compile = |replace: Option<(PolicyId, &NetworkPolicy)>| {
-            Analysis::new(Cluster {
-                namespaces: self.base.cluster().namespaces.clone(),
-                endpoints: involved
-                    .iter()
-                    .map(|&e| self.base.endpoint(e).clone())
-                    .collect(),
-                policies: relevant
-                    .iter()
-                    .map(|&id| match replace {
-                        Some((replaced, by)) if replaced == id => by,
-                        _ => &policies[id],
-                    })
-                    .cloned()
-                    .collect(),
-            })
-        };
-        let (compiled_before, compiled_allowed);
-        // `in_base` says which endpoint ids the tables of `before` take.
-        let (before, in_base) = match a {
-            Before::LikeBase(_) => (self.tables.get_or_init(|| Allowed::new(self.base)), true),
-            Before::Policies(_) => {
-                compiled_before = compile(None);
-                compiled_allowed = Allowed::new(&compiled_before);
-                (&compiled_allowed, false)
+        let after = |id: PolicyId| {
+            if id == changed.0 {
+                changed.1
+            } else {
+                &policies[id]
             }
         };
-        let after = compile(Some(changed));
-        let after = Allowed::new(&after);
-        let oriented = |mine: EndpointId, other: Subject| match direction {
-            Direction::Egress => (Subject::Endpoint(mine), other),
-            Direction::Ingress => (other, Subject::Endpoint(mine)),
-        };
-        // Takes base endpoint ids.
         let same_ports = |mine: EndpointId, other: Subject| {
-            let local_other = match other {
-                Subject::Endpoint(e) => Subject::Endpoint(local(e)),
-                outside => outside,
+            let (src, dst) = match direction {
+                Direction::Egress => (Subject::Endpoint(mine), other),
+                Direction::Ingress => (other, Subject::Endpoint(mine)),
             };
-            let (src, dst) = oriented(local(mine), local_other);
-            let before = if in_base {
-                let (src, dst) = oriented(mine, other);
-                before.ports(src, dst)
-            } else {
-                before.ports(src, dst)
-            };
-            before == after.ports(src, dst)
+            let after = self.base.allowed_ports_narrowed(src, dst, after);
+            match a {
+                Before::LikeBase(_) => *allowed.ports(src, dst) == after,
+                Before::Policies(_) => {
+                    self.base
+                        .allowed_ports_narrowed(src, dst, |id| &policies[id])
+                        == after
+                }
+            }
         };
-        ends.own_classes.iter().all(|&own| {
-            let mine = self.base.class_members(own)[0];
+        let own_is_source = direction == Direction::Egress;
+        let own = Groups::by(ends.own_classes.iter().copied(), |c| {
+            allowed.end(c, own_is_source)
+        });
+        let others = Groups::by(ends.other_classes.iter().copied(), |c| {
+            allowed.end(c, !own_is_source)
+        });
+        own.members.iter().all(|mine| {
+            let first = self.base.class_members(mine[0])[0];
             ends.outside
                 .iter()
-                .all(|range| same_ports(mine, Subject::External(range.first)))
-                && ends.other_classes.iter().all(|&other| {
-                    representative_pairs(
-                        self.base.class_members(own),
-                        self.base.class_members(other),
-                    )
-                    .all(|(mine, theirs)| same_ports(mine, Subject::Endpoint(theirs)))
+                .all(|range| same_ports(first, Subject::External(range.first)))
+                && others.members.iter().all(|theirs| {
+                    self.distinct_pair(mine, theirs)
+                        .is_none_or(|(m, t)| same_ports(m, Subject::Endpoint(t)))
                 })
+        })
+    }
+
+    /// A pair of a class in `mine` and a class in `theirs` that is not a pod with itself; `None`
+    /// when the only pair is loopback, which no policy governs.
+    fn distinct_pair(
+        &self,
+        mine: &[ClassId],
+        theirs: &[ClassId],
+    ) -> Option<(EndpointId, EndpointId)> {
+        mine.iter().find_map(|&a| {
+            theirs.iter().find_map(|&b| {
+                representative_pairs(self.base.class_members(a), self.base.class_members(b)).find(
+                    |&(x, y)| {
+                        !self
+                            .base
+                            .is_loopback(Subject::Endpoint(x), Subject::Endpoint(y))
+                    },
+                )
+            })
         })
     }
 }
@@ -551,6 +520,53 @@ mod tests {
             }
             let change = crate::diff::diff(&base, &Analysis::new(pruned));
             prop_assert!(!change.changes_connectivity(), "{:?}", change);
+        }
+
+        /// The greedy search as written down: each trial compiled whole and compared by `diff`.
+        #[test]
+        fn found_as_by_compiling_every_trial(cluster in arb_cluster()) {
+            let base = Analysis::new(cluster.clone());
+            let found = removable(&base);
+            let unchanged = |a: &Cluster, b: &Cluster| {
+                !crate::diff::diff(&Analysis::new(a.clone()), &Analysis::new(b.clone()))
+                    .changes_connectivity()
+            };
+            let mut working = cluster;
+            let (mut policies, mut kept) = (Vec::new(), Vec::new());
+            for id in base.cluster().policies.keys() {
+                if base.selected_endpoints(id).is_empty() || is_default_deny(base.policy(id)) {
+                    continue;
+                }
+                let mut trial = working.clone();
+                make_inert(&mut trial.policies[id]);
+                if unchanged(&working, &trial) {
+                    policies.push(id);
+                    working = trial;
+                } else {
+                    kept.push(id);
+                }
+            }
+            let mut rules = Vec::new();
+            for id in kept {
+                for direction in [Direction::Ingress, Direction::Egress] {
+                    if !base.policy(id).isolates(direction) {
+                        continue;
+                    }
+                    let mut removed = 0;
+                    for index in 0..base.policy(id).rules(direction).len() {
+                        let mut trial = working.clone();
+                        rules_mut(&mut trial.policies[id], direction).remove(index - removed);
+                        if unchanged(&working, &trial) {
+                            rules.push((id, direction, index));
+                            working = trial;
+                            removed += 1;
+                        }
+                    }
+                }
+            }
+            prop_assert_eq!(found.policies, policies);
+            let found_rules: Vec<_> = found.rules.iter().map(|r| (r.policy, r.direction, r.index)).collect();
+            prop_assert_eq!(found_rules, rules);
         }
 
         /// The search compares trials with the base's tables, relying on the working set
