@@ -317,37 +317,8 @@ impl<'a> PeerSets<'a> {
                 }
             }
             Peer::Pods { namespaces, pods } => {
-                // The namespace half once per namespace, the pod half per candidate class.
-                let namespaces_ok: Vec<bool> = analysis
-                    .cluster
-                    .namespaces
-                    .iter()
-                    .map(|ns| {
-                        rules::namespace_matches(
-                            namespaces,
-                            policy_namespace_name,
-                            &ns.name,
-                            &ns.labels,
-                        )
-                    })
-                    .collect();
-                let candidates: Box<dyn Iterator<Item = ClassId> + '_> =
-                    match index.candidates(pods) {
-                        Some(list) => Box::new(list.into_iter()),
-                        None => Box::new(
-                            namespaces_ok
-                                .iter()
-                                .enumerate()
-                                .filter(|(_, ok)| **ok)
-                                .flat_map(|(ns, _)| index.by_namespace[ns].iter().copied()),
-                        ),
-                    };
-                for class in candidates {
-                    if namespaces_ok[analysis.classes[class].namespace]
-                        && rules::pod_matches(pods, representative(class))
-                    {
-                        set.insert(class.index());
-                    }
+                for class in analysis.pod_peer_classes(policy_namespace_name, namespaces, pods) {
+                    set.insert(class.index());
                 }
             }
         }
