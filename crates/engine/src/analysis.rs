@@ -7,8 +7,8 @@ use crate::class_index::ClassIndex;
 use crate::classes::{Class, classify, direction_slot};
 use crate::ids::{ClassId, EndpointId, PolicyId};
 use crate::model::{
-    Cluster, Direction, Endpoint, EndpointKind, Namespace, NamespaceScope, NetworkPolicy, Peer,
-    PortRef, Rule,
+    Cluster, Direction, Endpoint, EndpointKind, IpBlock, Namespace, NamespaceScope, NetworkPolicy,
+    Peer, PortRef, Rule,
 };
 use crate::ports::Protocol;
 use crate::rules;
@@ -247,13 +247,18 @@ impl Analysis {
     pub fn peer_classes(&self, policy: PolicyId, peer: &Peer) -> Vec<ClassId> {
         let p = &self.cluster.policies[policy];
         match peer {
-            Peer::IpBlock(block) => self.matching(&self.class_index().with_ips, |rep| {
-                rules::block_matches_endpoint(block, &self.cluster.endpoints[rep])
-            }),
+            Peer::IpBlock(block) => self.block_classes(block),
             Peer::Pods { namespaces, pods } => {
                 self.pod_peer_classes(&p.namespace, namespaces, pods)
             }
         }
+    }
+
+    /// The classes with an address an ipBlock matches, ascending.
+    pub(crate) fn block_classes(&self, block: &IpBlock) -> Vec<ClassId> {
+        self.matching(&self.class_index().in_network(&block.cidr), |rep| {
+            rules::block_matches_endpoint(block, &self.cluster.endpoints[rep])
+        })
     }
 
     /// The classes a pod peer of a policy in `policy_namespace` matches, ascending: the

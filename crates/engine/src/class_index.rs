@@ -2,10 +2,12 @@
 //! candidates for whole-cluster tables and for "which classes does this policy or peer name".
 //! The index only narrows; whether a candidate matches is always what [`crate::rules`] says.
 
+use crate::addresses::{ip_to_u128, net_numbers};
 use crate::classes::Class;
 use crate::ids::ClassId;
 use crate::model::Cluster;
 use crate::selector::{LabelSelector, Operator};
+use ipnet::IpNet;
 use rustc_hash::FxHashMap;
 use typed_index_collections::TiSlice;
 
@@ -16,8 +18,9 @@ pub(crate) struct ClassIndex {
     by_key: FxHashMap<String, Vec<ClassId>>,
     /// Per namespace index: its classes of pods (not hostNetwork), ascending.
     pub(crate) by_namespace: Vec<Vec<ClassId>>,
-    /// Classes with addresses, ascending: what an ipBlock can match.
-    pub(crate) with_ips: Vec<ClassId>,
+    /// Every address of every class's representative, as (IPv4?, number, class), sorted: what
+    /// an ipBlock can match, found by its range.
+    by_address: Vec<(bool, u128, ClassId)>,
 }
 
 impl ClassIndex {
@@ -26,13 +29,13 @@ impl ClassIndex {
             by_label: FxHashMap::default(),
             by_key: FxHashMap::default(),
             by_namespace: vec![Vec::new(); cluster.namespaces.len()],
-            with_ips: Vec::new(),
+            by_address: Vec::new(),
         };
         for (id, class) in classes.iter_enumerated() {
             let representative = &cluster.endpoints[class.representative];
-            if !representative.ips.is_empty() {
-                index.with_ips.push(id);
-            }
+            index
+                .by_address
+                .extend((representative.ips.iter()).map(|&ip| (ip.is_ipv4(), ip_to_u128(ip), id)));
             if representative.host_network {
                 continue;
             }
@@ -43,7 +46,25 @@ impl ClassIndex {
                 index.by_key.entry(key.clone()).or_default().push(id);
             }
         }
+        index.by_address.sort_unstable();
         index
+    }
+
+    /// The classes with an address in `net`, ascending.
+    pub(crate) fn in_network(&self, net: &IpNet) -> Vec<ClassId> {
+        let v4 = matches!(net, IpNet::V4(_));
+        let (first, last) = net_numbers(net);
+        let start = self
+            .by_address
+            .partition_point(|&(f, n, _)| (f, n) < (v4, first));
+        let mut classes: Vec<ClassId> = self.by_address[start..]
+            .iter()
+            .take_while(|&&(f, n, _)| f == v4 && n <= last)
+            .map(|&(_, _, class)| class)
+            .collect();
+        classes.sort_unstable();
+        classes.dedup();
+        classes
     }
 
     /// A superset of the classes a pod selector can match, from its most selective positive

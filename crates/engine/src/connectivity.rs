@@ -293,21 +293,16 @@ impl<'a> PeerSets<'a> {
         &self.by_peer[&key]
     }
 
-    /// The class index and namespaces only narrow down candidate classes; whether a candidate is
-    /// in the set is what [`rules::peer_matches_endpoint`] says, asked half by half.
+    /// Classes as the analysis finds them for a peer ([`Analysis::block_classes`],
+    /// [`Analysis::pod_peer_classes`]), then the outside ranges an ipBlock matches.
     fn compute_peer_set(&self, policy_namespace: usize, peer: &Peer) -> FixedBitSet {
         let mut set = FixedBitSet::with_capacity(self.vertices);
         let analysis = self.analysis;
-        let index = analysis.class_index();
         let policy_namespace_name = &analysis.cluster.namespaces[policy_namespace].name;
-        let representative =
-            |class: ClassId| &analysis.cluster.endpoints[analysis.classes[class].representative];
         match peer {
             Peer::IpBlock(block) => {
-                for &class in &index.with_ips {
-                    if rules::block_matches_endpoint(block, representative(class)) {
-                        set.insert(class.index());
-                    }
+                for class in analysis.block_classes(block) {
+                    set.insert(class.index());
                 }
                 let offset = analysis.classes.len();
                 for (i, range) in self.externals.iter().enumerate() {

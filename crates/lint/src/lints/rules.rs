@@ -13,6 +13,11 @@ pub(super) fn named_ports(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
     for (policy_id, policy) in analysis.cluster().policies.iter_enumerated() {
         for direction in [Direction::Ingress, Direction::Egress] {
             for (rule_index, rule) in policy.rules(direction).iter().enumerate() {
+                let names_a_port =
+                    (rule.ports.iter()).any(|entry| matches!(entry.port, Some(PortRef::Named(_))));
+                if !names_a_port {
+                    continue;
+                }
                 let destinations = analysis.rule_destinations(policy_id, direction, rule);
                 // Nothing to resolve against: a selector lint says why.
                 if destinations.is_empty() {
