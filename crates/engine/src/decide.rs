@@ -92,8 +92,8 @@ impl Analysis {
         if self.is_loopback(src, dst) {
             return PortSet::all();
         }
-        let egress = self.side_ports(Direction::Egress, src, dst, &policy);
-        let ingress = self.side_ports(Direction::Ingress, dst, src, &policy);
+        let egress = self.side_ports_narrowed(Direction::Egress, src, dst, &policy);
+        let ingress = self.side_ports_narrowed(Direction::Ingress, dst, src, &policy);
         match (egress, ingress) {
             (None, None) => PortSet::all(),
             (Some(e), None) => e,
@@ -161,13 +161,15 @@ impl Analysis {
         }
     }
 
-    /// `None` when not isolated in this direction; otherwise the ports its rules admit.
-    fn side_ports<'p>(
-        &self,
+    /// One side of [`Self::allowed_ports_narrowed`]: what `subject`'s `direction` admits with
+    /// `other` at the far end; `None` when that side is not isolated (or not governed at all),
+    /// which admits every port.
+    pub fn side_ports_narrowed<'p>(
+        &'p self,
         direction: Direction,
         subject: Subject,
         other: Subject,
-        policy: &impl Fn(PolicyId) -> &'p NetworkPolicy,
+        policy: impl Fn(PolicyId) -> &'p NetworkPolicy,
     ) -> Option<PortSet> {
         let mut isolating = (self.isolation(subject, direction)?.iter())
             .map(|&id| policy(id))
@@ -179,7 +181,7 @@ impl Analysis {
         for policy in isolating {
             for rule in policy.rules(direction) {
                 if self.matching_peer(policy, rule, other).is_some() {
-                    ports.union_with(&rules::rule_ports(rule, destination));
+                    rules::add_rule_ports(&mut ports, rule, destination);
                 }
             }
         }

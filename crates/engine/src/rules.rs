@@ -120,14 +120,19 @@ pub(crate) fn depends_on_destination(rule: &Rule) -> bool {
 /// Every port a rule admits on `destination` (`None`: an address outside the cluster). A rule
 /// without ports admits every port of every protocol.
 pub(crate) fn rule_ports(rule: &Rule, destination: Option<&Endpoint>) -> PortSet {
-    if rule.ports.is_empty() {
-        return PortSet::all();
-    }
     let mut set = PortSet::empty();
-    for entry in &rule.ports {
-        add_entry_ports(&mut set, entry, destination);
-    }
+    add_rule_ports(&mut set, rule, destination);
     set
+}
+
+/// Adds [`rule_ports`] to `set` in place.
+pub(crate) fn add_rule_ports(set: &mut PortSet, rule: &Rule, destination: Option<&Endpoint>) {
+    if rule.ports.is_empty() {
+        *set = PortSet::all();
+    }
+    for entry in &rule.ports {
+        add_entry_ports(set, entry, destination);
+    }
 }
 
 /// The ports of one entry of a rule on `destination` ([`add_entry_ports`]).

@@ -52,6 +52,15 @@ impl<'a> Allowed<'a> {
         }
     }
 
+    /// What each side of a connection admits on its own, as in [`Connectivity::sides_between`];
+    /// `None` for an address of a family no ipBlock mentions.
+    pub fn sides(&self, src: Subject, dst: Subject) -> Option<(&PortSet, &PortSet)> {
+        let (src, dst) = (self.vertex(src)?, self.vertex(dst)?);
+        let c = &self.connectivity;
+        let (egress, ingress) = c.sides_between(c.source_key(src), c.destination_key(dst));
+        Some((c.port_set(egress), c.port_set(ingress)))
+    }
+
     fn vertex(&self, subject: Subject) -> Option<Vertex> {
         match subject {
             Subject::Endpoint(e) => Some(Vertex::Class(self.analysis.class_of(e))),

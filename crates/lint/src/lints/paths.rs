@@ -6,8 +6,10 @@ use crate::finding::{Finding, LintId};
 use crate::sample::{Allowed, Groups, outside_ranges, representative_pairs};
 use palisade_engine::{
     Analysis, ClassId, Cluster, Direction, EndpointId, IpRange, NetworkPolicy, Peer, PolicyId,
-    PolicyTypes, Rule, Subject, TiSlice, TiVec,
+    PolicyTypes, PortSet, Rule, Subject, TiSlice, TiVec,
 };
+use rustc_hash::FxHashSet;
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::BTreeSet;
 
@@ -83,16 +85,22 @@ pub(crate) fn removable(base: &Analysis) -> Removable {
     removable_with(base, |working| Before::LikeBase(working))
 }
 
+/// The policies the greedy search has left so far, and which of them it changed.
+struct Working {
+    policies: TiVec<PolicyId, NetworkPolicy>,
+    changed: FxHashSet<PolicyId>,
+}
+
 /// [`removable`], comparing each trial with the working set as `before` presents it (tests
 /// check that the base's tables and compiling the working set agree).
-fn removable_with(
-    base: &Analysis,
-    before: fn(&TiSlice<PolicyId, NetworkPolicy>) -> Before<'_>,
-) -> Removable {
+fn removable_with(base: &Analysis, before: fn(&Working) -> Before<'_>) -> Removable {
     let cluster = base.cluster();
     let probe = Probe::new(base);
     let mut found = Removable::default();
-    let mut working = cluster.policies.clone();
+    let mut working = Working {
+        policies: cluster.policies.clone(),
+        changed: FxHashSet::default(),
+    };
     let mut kept = Vec::new();
     for policy_id in cluster.policies.keys() {
         let selected = base.selected_endpoints(policy_id);
@@ -100,7 +108,7 @@ fn removable_with(
         if selected.is_empty() || is_default_deny(policy) {
             continue;
         }
-        let mut inert = working[policy_id].clone();
+        let mut inert = working.policies[policy_id].clone();
         make_inert(&mut inert);
         let unchanged = [Direction::Ingress, Direction::Egress]
             .into_iter()
@@ -128,7 +136,8 @@ fn removable_with(
             });
         if unchanged {
             found.policies.push(policy_id);
-            working[policy_id] = inert;
+            working.policies[policy_id] = inert;
+            working.changed.insert(policy_id);
         } else {
             kept.push(policy_id);
         }
@@ -146,7 +155,7 @@ fn removable_with(
             let mut removed = 0;
             for (index, rule) in policy.rules(direction).iter().enumerate() {
                 let position = index - removed;
-                let mut without = working[policy_id].clone();
+                let mut without = working.policies[policy_id].clone();
                 rules_mut(&mut without, direction).remove(position);
                 let scope = probe.scope(policy_id, std::slice::from_ref(rule));
                 if probe.same(
@@ -158,7 +167,7 @@ fn removable_with(
                 ) {
                     let side = &sides[usize::from(direction == Direction::Egress)];
                     let change = RuleRemoval {
-                        with: &working,
+                        with: &working.policies,
                         without: &without,
                         policy: policy_id,
                         direction,
@@ -170,7 +179,8 @@ fn removable_with(
                         index,
                         reason: change.reason(side, &selected),
                     });
-                    working[policy_id] = without;
+                    working.policies[policy_id] = without;
+                    working.changed.insert(policy_id);
                     removed += 1;
                 }
             }
@@ -290,9 +300,10 @@ struct Probe<'a> {
 #[derive(Clone, Copy)]
 enum Before<'p> {
     /// Policies that allow exactly what the probe's base allows, so the base's tables answer
-    /// for them. The greedy search keeps this true of its working set: every removal it accepts
-    /// changes no connection.
-    LikeBase(&'p TiSlice<PolicyId, NetworkPolicy>),
+    /// for them, and for each side of a connection that no changed policy isolates. The greedy
+    /// search keeps this true of its working set: every removal it accepts changes no
+    /// connection.
+    LikeBase(&'p Working),
     /// Any narrowing of the base's policies, answered pair by pair.
     Policies(&'p TiSlice<PolicyId, NetworkPolicy>),
 }
@@ -374,7 +385,10 @@ impl<'a> Probe<'a> {
             return true;
         }
         let allowed = self.tables.get_or_init(|| Allowed::new(self.base));
-        let (Before::LikeBase(policies) | Before::Policies(policies)) = a;
+        let (policies, changed_before) = match a {
+            Before::LikeBase(working) => (working.policies.as_slice(), Some(&working.changed)),
+            Before::Policies(policies) => (policies, None),
+        };
         let after = |id: PolicyId| {
             if id == changed.0 {
                 changed.1
@@ -382,12 +396,45 @@ impl<'a> Probe<'a> {
                 &policies[id]
             }
         };
+        // A side that no changed policy isolates answers as the base's tables say.
+        let unchanged_side =
+            |subject: Subject, direction: Direction| match (subject, changed_before) {
+                (Subject::Endpoint(e), Some(changed_before)) => !(self.base)
+                    .isolating_policies(e, direction)
+                    .iter()
+                    .any(|p| *p == changed.0 || changed_before.contains(p)),
+                (Subject::External(_), Some(_)) => true,
+                (_, None) => false,
+            };
+        let after_ports = |src: Subject, dst: Subject| -> PortSet {
+            let cells = allowed.sides(src, dst);
+            let side = |direction: Direction, subject: Subject, other: Subject| {
+                let cell = cells.map(|(egress, ingress)| match direction {
+                    Direction::Egress => egress,
+                    Direction::Ingress => ingress,
+                });
+                match cell {
+                    Some(cell) if unchanged_side(subject, direction) => Some(Cow::Borrowed(cell)),
+                    _ => (self.base)
+                        .side_ports_narrowed(direction, subject, other, after)
+                        .map(Cow::Owned),
+                }
+            };
+            match (
+                side(Direction::Egress, src, dst),
+                side(Direction::Ingress, dst, src),
+            ) {
+                (None, None) => PortSet::all(),
+                (Some(one), None) | (None, Some(one)) => one.into_owned(),
+                (Some(egress), Some(ingress)) => egress.intersection(&ingress),
+            }
+        };
         let same_ports = |mine: EndpointId, other: Subject| {
             let (src, dst) = match direction {
                 Direction::Egress => (Subject::Endpoint(mine), other),
                 Direction::Ingress => (other, Subject::Endpoint(mine)),
             };
-            let after = self.base.allowed_ports_narrowed(src, dst, after);
+            let after = after_ports(src, dst);
             match a {
                 Before::LikeBase(_) => *allowed.ports(src, dst) == after,
                 Before::Policies(_) => {
@@ -576,7 +623,7 @@ mod tests {
             let base = Analysis::new(cluster);
             prop_assert_eq!(
                 removable_with(&base, |working| Before::LikeBase(working)),
-                removable_with(&base, |working| Before::Policies(working))
+                removable_with(&base, |working| Before::Policies(&working.policies))
             );
         }
     }
