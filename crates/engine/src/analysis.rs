@@ -231,13 +231,8 @@ impl Analysis {
     /// members, so each question is asked once per class, not per endpoint.
     pub fn selected_classes(&self, policy: PolicyId) -> Vec<ClassId> {
         let p = &self.cluster.policies[policy];
-        let index = self.class_index();
-        let namespace = &index.by_namespace[self.namespace_index[&p.namespace]];
-        let by_label = index.candidates(&p.pod_selector);
-        let candidates = match &by_label {
-            Some(list) if list.len() < namespace.len() => list,
-            _ => namespace,
-        };
+        let namespace = self.namespace_index[&p.namespace];
+        let candidates = self.class_index().candidates(namespace, &p.pod_selector);
         self.matching(candidates, |rep| {
             rules::selects(p, &self.cluster.endpoints[rep])
         })
@@ -262,8 +257,8 @@ impl Analysis {
     }
 
     /// The classes a pod peer of a policy in `policy_namespace` matches, ascending: the
-    /// namespace half asked once per namespace, the pod half per candidate class (from the
-    /// label index or the admitted namespaces, whichever is fewer).
+    /// namespace half asked once per namespace, the pod half per candidate class of the
+    /// admitted namespaces (found by label).
     pub(crate) fn pod_peer_classes(
         &self,
         policy_namespace: &str,
@@ -271,30 +266,18 @@ impl Analysis {
         pods: &LabelSelector,
     ) -> Vec<ClassId> {
         let index = self.class_index();
-        let admitted: Vec<bool> = (self.cluster.namespaces.iter())
-            .map(|ns| rules::namespace_matches(scope, policy_namespace, &ns.name, &ns.labels))
+        let mut classes: Vec<ClassId> = (self.cluster.namespaces.iter().enumerate())
+            .filter(|(_, ns)| {
+                rules::namespace_matches(scope, policy_namespace, &ns.name, &ns.labels)
+            })
+            .flat_map(|(namespace, _)| {
+                self.matching(index.candidates(namespace, pods), |rep| {
+                    rules::pod_matches(pods, &self.cluster.endpoints[rep])
+                })
+            })
             .collect();
-        let in_admitted: usize = (admitted.iter().zip(&index.by_namespace))
-            .filter(|(ok, _)| **ok)
-            .map(|(_, classes)| classes.len())
-            .sum();
-        let candidates = match index.candidates(pods) {
-            Some(list) if list.len() < in_admitted => list
-                .into_iter()
-                .filter(|&class| admitted[self.classes[class].namespace])
-                .collect(),
-            _ => {
-                let mut classes: Vec<ClassId> = (admitted.iter().zip(&index.by_namespace))
-                    .filter(|(ok, _)| **ok)
-                    .flat_map(|(_, classes)| classes.iter().copied())
-                    .collect();
-                classes.sort_unstable();
-                classes
-            }
-        };
-        self.matching(&candidates, |rep| {
-            rules::pod_matches(pods, &self.cluster.endpoints[rep])
-        })
+        classes.sort_unstable();
+        classes
     }
 
     /// The candidates (ascending) whose representative satisfies `keep`.

@@ -12,23 +12,29 @@ use rustc_hash::FxHashMap;
 use typed_index_collections::TiSlice;
 
 pub(crate) struct ClassIndex {
-    /// label key → value → classes of pods (not hostNetwork) carrying it, ascending.
-    by_label: FxHashMap<String, FxHashMap<String, Vec<ClassId>>>,
-    /// label key → classes of pods (not hostNetwork) carrying the key, ascending.
-    by_key: FxHashMap<String, Vec<ClassId>>,
-    /// Per namespace index: its classes of pods (not hostNetwork), ascending.
-    pub(crate) by_namespace: Vec<Vec<ClassId>>,
+    /// Per namespace index: its classes of pods (not hostNetwork), and those by label.
+    namespaces: Vec<NamespaceClasses>,
     /// Every address of every class's representative, as (IPv4?, number, class), sorted: what
     /// an ipBlock can match, found by its range.
     by_address: Vec<(bool, u128, ClassId)>,
 }
 
+/// The classes of one namespace's pods (not hostNetwork), each list ascending.
+#[derive(Default)]
+struct NamespaceClasses {
+    all: Vec<ClassId>,
+    /// label key → value → classes carrying it.
+    by_label: FxHashMap<String, FxHashMap<String, Vec<ClassId>>>,
+    /// label key → classes carrying the key.
+    by_key: FxHashMap<String, Vec<ClassId>>,
+}
+
 impl ClassIndex {
     pub(crate) fn new(cluster: &Cluster, classes: &TiSlice<ClassId, Class>) -> Self {
         let mut index = Self {
-            by_label: FxHashMap::default(),
-            by_key: FxHashMap::default(),
-            by_namespace: vec![Vec::new(); cluster.namespaces.len()],
+            namespaces: (0..cluster.namespaces.len())
+                .map(|_| NamespaceClasses::default())
+                .collect(),
             by_address: Vec::new(),
         };
         for (id, class) in classes.iter_enumerated() {
@@ -39,15 +45,51 @@ impl ClassIndex {
             if representative.host_network {
                 continue;
             }
-            index.by_namespace[class.namespace].push(id);
+            let namespace = &mut index.namespaces[class.namespace];
+            namespace.all.push(id);
             for (key, value) in &representative.labels {
-                let values = index.by_label.entry(key.clone()).or_default();
+                let values = namespace.by_label.entry(key.clone()).or_default();
                 values.entry(value.clone()).or_default().push(id);
-                index.by_key.entry(key.clone()).or_default().push(id);
+                namespace.by_key.entry(key.clone()).or_default().push(id);
             }
         }
         index.by_address.sort_unstable();
         index
+    }
+
+    /// A superset of the classes in `namespace` (an index into the cluster's namespaces) that
+    /// a pod selector can match, ascending: from its most selective positive term, or every
+    /// class of the namespace when it has none.
+    pub(crate) fn candidates(&self, namespace: usize, selector: &LabelSelector) -> &[ClassId] {
+        let namespace = &self.namespaces[namespace];
+        let lookup = |key: &str, value: &str| -> &[ClassId] {
+            (namespace.by_label.get(key))
+                .and_then(|values| values.get(value))
+                .map_or(&[], Vec::as_slice)
+        };
+        let mut best: &[ClassId] = &namespace.all;
+        for (key, value) in &selector.match_labels {
+            let list = lookup(key, value);
+            if list.len() < best.len() {
+                best = list;
+            }
+        }
+        for requirement in &selector.match_expressions {
+            let list = match requirement.operator {
+                // One value: its list as it is; several: the key's, a superset of their union.
+                Operator::In if requirement.values.len() == 1 => {
+                    lookup(&requirement.key, &requirement.values[0])
+                }
+                Operator::In | Operator::Exists => {
+                    (namespace.by_key.get(&requirement.key)).map_or(&[][..], Vec::as_slice)
+                }
+                Operator::NotIn | Operator::DoesNotExist => continue,
+            };
+            if list.len() < best.len() {
+                best = list;
+            }
+        }
+        best
     }
 
     /// The classes with an address in `net`, ascending.
@@ -65,49 +107,6 @@ impl ClassIndex {
         classes.sort_unstable();
         classes.dedup();
         classes
-    }
-
-    /// A superset of the classes a pod selector can match, from its most selective positive
-    /// term; `None` when it has none (the caller scans namespaces).
-    pub(crate) fn candidates(&self, selector: &LabelSelector) -> Option<Vec<ClassId>> {
-        let lookup = |key: &str, value: &str| -> &[ClassId] {
-            self.by_label
-                .get(key)
-                .and_then(|values| values.get(value))
-                .map_or(&[], Vec::as_slice)
-        };
-        let mut best: Option<Vec<ClassId>> = None;
-        let mut consider = |list: Vec<ClassId>| {
-            if best.as_ref().is_none_or(|b| list.len() < b.len()) {
-                best = Some(list);
-            }
-        };
-        for (key, value) in &selector.match_labels {
-            consider(lookup(key, value).to_vec());
-        }
-        for requirement in &selector.match_expressions {
-            match requirement.operator {
-                Operator::In => {
-                    let mut list: Vec<ClassId> = requirement
-                        .values
-                        .iter()
-                        .flat_map(|value| lookup(&requirement.key, value))
-                        .copied()
-                        .collect();
-                    list.sort_unstable();
-                    list.dedup();
-                    consider(list);
-                }
-                Operator::Exists => consider(
-                    self.by_key
-                        .get(requirement.key.as_str())
-                        .cloned()
-                        .unwrap_or_default(),
-                ),
-                Operator::NotIn | Operator::DoesNotExist => {}
-            }
-        }
-        best
     }
 }
 
