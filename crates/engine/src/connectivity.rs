@@ -17,7 +17,6 @@ use crate::ids::{ClassId, PolicyId};
 use crate::model::{ContainerPort, Direction, Peer, Rule};
 use crate::ports::PortSet;
 use crate::rules;
-
 use fixedbitset::FixedBitSet;
 use rustc_hash::FxHashMap;
 use typed_index_collections::TiVec;

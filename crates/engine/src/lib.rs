@@ -4,8 +4,9 @@
 //!
 //! Where to look: `rules` defines each NetworkPolicy rule once (isolation, peer match, port
 //! match, the destination of a side); `addresses` the address ranges; `classes` the endpoint
-//! classes (`class_index` finds them by label); `decide` one connection's decision; `connectivity` the whole cluster's; `program` a
-//! node's enforcement program; `ports` port sets; `selector` label selectors; `model` the input.
+//! classes (`class_index` finds them by label and address); `decide` one connection's decision;
+//! `connectivity` the whole cluster's; `program` a node's enforcement program; `ports` port
+//! sets; `selector` label selectors; `model` the input.
 
 mod addresses;
 mod analysis;

@@ -129,6 +129,7 @@ pub(crate) fn rule_ports(rule: &Rule, destination: Option<&Endpoint>) -> PortSet
 pub(crate) fn add_rule_ports(set: &mut PortSet, rule: &Rule, destination: Option<&Endpoint>) {
     if rule.ports.is_empty() {
         *set = PortSet::all();
+        return;
     }
     for entry in &rule.ports {
         add_entry_ports(set, entry, destination);

@@ -41,6 +41,14 @@ impl<'a> Allowed<'a> {
         }
     }
 
+    pub fn analysis(&self) -> &'a Analysis {
+        self.analysis
+    }
+
+    pub fn connectivity(&self) -> &Connectivity {
+        &self.connectivity
+    }
+
     /// A class's key as the source or the destination of connections: classes with equal keys
     /// answer alike on that end (see [`Connectivity::source_key`]).
     pub fn end(&self, class: ClassId, as_source: bool) -> End {

@@ -21,7 +21,7 @@ const LISTED_PATHS: usize = 25;
 /// other side never admits on any of those ports.
 pub(super) fn half_open(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
     let analysis = ctx.analysis;
-    let tables = analysis.connectivity();
+    let tables = ctx.tables().connectivity();
     let mut text = PathText::default();
     for (policy_id, policy) in analysis.cluster().policies.iter_enumerated() {
         let own = analysis.selected_classes(policy_id);
@@ -41,14 +41,14 @@ pub(super) fn half_open(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
                     .collect::<BTreeSet<_>>()
                     .into_iter()
                     .collect();
-                let paths = RulePaths::find(analysis, &tables, direction, &own, &peers);
+                let paths = RulePaths::find(analysis, tables, direction, &own, &peers);
                 if paths.count > 0 {
                     let rule = RuleAt {
                         policy: policy_id,
                         direction,
                         index: rule_index,
                     };
-                    findings.push(half_open_finding(ctx, &tables, &mut text, rule, &paths));
+                    findings.push(half_open_finding(ctx, tables, &mut text, rule, &paths));
                 }
             }
         }
@@ -325,8 +325,9 @@ fn half_open_finding(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lints::paths::{one_side, with_policies};
+    use crate::lints::paths::one_sided;
     use crate::testgen::arb_cluster;
+    use palisade_engine::Cluster;
     use palisade_engine::Subject;
     use proptest::prelude::*;
 
@@ -334,8 +335,13 @@ mod tests {
     /// one-sided clusters, each with `allowed_ports`.
     fn pairwise(analysis: &Analysis, rule: RuleAt, peers: &[ClassId]) -> (usize, Vec<String>) {
         let cluster = analysis.cluster();
-        let sides = [Direction::Egress, Direction::Ingress]
-            .map(|d| with_policies(cluster, one_side(&cluster.policies, d)));
+        let sides = [Direction::Egress, Direction::Ingress].map(|d| {
+            Analysis::new(Cluster {
+                namespaces: cluster.namespaces.clone(),
+                endpoints: cluster.endpoints.clone(),
+                policies: cluster.policies.iter().map(|p| one_sided(p, d)).collect(),
+            })
+        });
         let (here, there) = match rule.direction {
             Direction::Egress => (&sides[0], &sides[1]),
             Direction::Ingress => (&sides[1], &sides[0]),

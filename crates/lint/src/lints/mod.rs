@@ -9,9 +9,10 @@ mod rules;
 mod selectors;
 
 use crate::finding::{Finding, LintId, Severity};
-use crate::sample::endpoint_object;
+use crate::sample::{Allowed, endpoint_object};
 use palisade_engine::{Analysis, Direction, EndpointId, PolicyId, TiSlice};
 use palisade_manifest::{Diagnostic, Loaded, Origin};
+use std::cell::OnceCell;
 
 /// Lints a loaded manifest set: the loader's diagnostics first, then every lint.
 pub fn lint(loaded: &Loaded) -> Vec<Finding> {
@@ -39,6 +40,7 @@ pub fn lint_analysis(
         policy_origins,
         endpoint_origins,
         namespace_origins,
+        tables: OnceCell::new(),
     };
     let mut findings = Vec::new();
     let checks: [(&str, Check); 9] = [
@@ -93,9 +95,15 @@ struct Ctx<'a> {
     policy_origins: &'a TiSlice<PolicyId, Origin>,
     endpoint_origins: &'a TiSlice<EndpointId, Origin>,
     namespace_origins: &'a [Option<Origin>],
+    /// The whole-cluster tables, built once for the lints that need them.
+    tables: OnceCell<Allowed<'a>>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn tables(&self) -> &Allowed<'a> {
+        self.tables.get_or_init(|| Allowed::new(self.analysis))
+    }
+
     fn policy_location(&self, policy: PolicyId) -> Option<Origin> {
         self.policy_origins.get(policy).cloned()
     }

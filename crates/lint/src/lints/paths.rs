@@ -5,44 +5,27 @@ use super::{Ctx, name_some, rule_path};
 use crate::finding::{Finding, LintId};
 use crate::sample::{Allowed, Groups, outside_ranges, representative_pairs};
 use palisade_engine::{
-    Analysis, ClassId, Cluster, Direction, EndpointId, IpRange, NetworkPolicy, Peer, PolicyId,
-    PolicyTypes, PortSet, Rule, Subject, TiSlice, TiVec,
+    Analysis, ClassId, Direction, EndpointId, IpRange, NetworkPolicy, Peer, PolicyId, PolicyTypes,
+    PortSet, Rule, Subject, TiSlice, TiVec,
 };
 use rustc_hash::FxHashSet;
 use std::borrow::Cow;
-use std::cell::OnceCell;
 use std::collections::BTreeSet;
 
-/// The policies as if only `direction` were ever isolated: with them, `allowed_ports` is what
-/// that one side admits.
-pub(super) fn one_side(
-    policies: &TiSlice<PolicyId, NetworkPolicy>,
-    direction: Direction,
-) -> TiVec<PolicyId, NetworkPolicy> {
-    let mut policies = policies.to_owned();
-    for policy in &mut policies {
-        policy.policy_types = PolicyTypes {
-            ingress: policy.policy_types.ingress && direction == Direction::Ingress,
-            egress: policy.policy_types.egress && direction == Direction::Egress,
-        };
-    }
-    policies
-}
-
-pub(super) fn with_policies(
-    cluster: &Cluster,
-    policies: TiVec<PolicyId, NetworkPolicy>,
-) -> Analysis {
-    Analysis::new(Cluster {
-        namespaces: cluster.namespaces.clone(),
-        endpoints: cluster.endpoints.clone(),
-        policies,
-    })
+/// The policy as if only `direction` were ever isolated: with such policies, `allowed_ports` is
+/// what that one side admits.
+pub(super) fn one_sided(policy: &NetworkPolicy, direction: Direction) -> NetworkPolicy {
+    let mut policy = policy.clone();
+    policy.policy_types = PolicyTypes {
+        ingress: policy.policy_types.ingress && direction == Direction::Ingress,
+        egress: policy.policy_types.egress && direction == Direction::Egress,
+    };
+    policy
 }
 
 /// PAL009 and PAL010. Policies that select no pod are PAL003's business.
 pub(super) fn redundancy(ctx: &Ctx<'_>, findings: &mut Vec<Finding>) {
-    let found = removable(ctx.analysis);
+    let found = removable(ctx.tables());
     for policy_id in found.policies {
         let selected = ctx.analysis.selected_endpoints(policy_id);
         findings.push(redundant_policy_finding(ctx, policy_id, &selected));
@@ -81,8 +64,8 @@ pub(crate) enum Reason {
 
 /// Found greedily: a policy (then a rule) counts when removing it from what is left after the
 /// earlier removals changes no connection, so removing everything found at once is safe too.
-pub(crate) fn removable(base: &Analysis) -> Removable {
-    removable_with(base, |working| Before::LikeBase(working))
+pub(crate) fn removable(tables: &Allowed<'_>) -> Removable {
+    removable_with(tables, |working| Before::LikeBase(working))
 }
 
 /// The policies the greedy search has left so far, and which of them it changed.
@@ -93,9 +76,10 @@ struct Working {
 
 /// [`removable`], comparing each trial with the working set as `before` presents it (tests
 /// check that the base's tables and compiling the working set agree).
-fn removable_with(base: &Analysis, before: fn(&Working) -> Before<'_>) -> Removable {
+fn removable_with(tables: &Allowed<'_>, before: fn(&Working) -> Before<'_>) -> Removable {
+    let base = tables.analysis();
     let cluster = base.cluster();
-    let probe = Probe::new(base);
+    let probe = Probe::new(tables);
     let mut found = Removable::default();
     let mut working = Working {
         policies: cluster.policies.clone(),
@@ -142,9 +126,6 @@ fn removable_with(base: &Analysis, before: fn(&Working) -> Before<'_>) -> Remova
             kept.push(policy_id);
         }
     }
-    let one_sided = [Direction::Ingress, Direction::Egress]
-        .map(|d| with_policies(cluster, one_side(&cluster.policies, d)));
-    let sides = one_sided.each_ref().map(Probe::new);
     for policy_id in kept {
         let selected = base.selected_endpoints(policy_id);
         let policy = base.policy(policy_id);
@@ -165,7 +146,6 @@ fn removable_with(base: &Analysis, before: fn(&Working) -> Before<'_>) -> Remova
                     direction,
                     &scope,
                 ) {
-                    let side = &sides[usize::from(direction == Direction::Egress)];
                     let change = RuleRemoval {
                         with: &working.policies,
                         without: &without,
@@ -177,7 +157,7 @@ fn removable_with(base: &Analysis, before: fn(&Working) -> Before<'_>) -> Remova
                         policy: policy_id,
                         direction,
                         index,
-                        reason: change.reason(side, &selected),
+                        reason: change.reason(&probe, &selected, &scope),
                     });
                     working.policies[policy_id] = without;
                     working.changed.insert(policy_id);
@@ -200,24 +180,22 @@ struct RuleRemoval<'a> {
 }
 
 impl RuleRemoval<'_> {
-    /// Tells the reasons apart by asking its own side alone (`side` probes a one-sided
-    /// cluster): whether the rule changes what that side admits at all, and whether it admits
-    /// anything when it is the only rule there.
-    fn reason(&self, side: &Probe<'_>, selected: &[EndpointId]) -> Reason {
+    /// Tells the reasons apart by asking its own side alone (every policy one-sided, a
+    /// narrowing the probe answers as well): whether the rule changes what that side admits at
+    /// all, and whether it admits anything when it is the only rule there. `scope` is the
+    /// rule's, as for the removal itself.
+    fn reason(&self, probe: &Probe<'_>, selected: &[EndpointId], scope: &Scope) -> Reason {
         let direction = self.direction;
         let rule = self.with[self.policy].rules(direction)[self.position].clone();
-        let scope = side.scope(self.policy, std::slice::from_ref(&rule));
-        let with = one_side(self.with, direction);
-        let without = one_side(
-            TiSlice::from_ref(std::slice::from_ref(self.without)),
-            direction,
-        );
-        if !side.same(
+        let with: TiVec<PolicyId, NetworkPolicy> =
+            self.with.iter().map(|p| one_sided(p, direction)).collect();
+        let without = one_sided(self.without, direction);
+        if !probe.same(
             Before::Policies(&with),
-            (self.policy, &without[PolicyId::from(0)]),
+            (self.policy, &without),
             selected,
             direction,
-            &scope,
+            scope,
         ) {
             return Reason::RefusedByOtherSide;
         }
@@ -230,12 +208,12 @@ impl RuleRemoval<'_> {
         rules_mut(&mut none[self.policy], direction).clear();
         let mut alone = none[self.policy].clone();
         rules_mut(&mut alone, direction).push(rule);
-        if side.same(
+        if probe.same(
             Before::Policies(&none),
             (self.policy, &alone),
             selected,
             direction,
-            &scope,
+            scope,
         ) {
             Reason::AdmitsNothing
         } else {
@@ -287,13 +265,13 @@ impl Scope {
 }
 
 /// Compares two policy sets over the endpoints of one cluster on every connection a change
-/// could touch. The cluster's classes and outside ranges must refine those of both sets (they
-/// do when the sets are the cluster's policies minus some, or one-sided versions of them).
+/// could touch. Both sets must narrow the cluster's own policies (the same selectors, at most
+/// their directions and rules: the policies minus some, or one-sided versions of them), so the
+/// cluster's classes, keys and outside ranges hold for them.
 struct Probe<'a> {
-    base: &'a Analysis,
+    /// The base's whole-cluster tables, and through them the base.
+    tables: &'a Allowed<'a>,
     outside: Vec<IpRange>,
-    /// The base's whole-cluster tables, built when a question first needs them.
-    tables: OnceCell<Allowed<'a>>,
 }
 
 /// The policy set a change is compared against.
@@ -309,12 +287,15 @@ enum Before<'p> {
 }
 
 impl<'a> Probe<'a> {
-    fn new(base: &'a Analysis) -> Self {
+    fn new(tables: &'a Allowed<'a>) -> Self {
         Self {
-            base,
-            outside: outside_ranges(&[base]),
-            tables: OnceCell::new(),
+            tables,
+            outside: outside_ranges(&[tables.analysis()]),
         }
+    }
+
+    fn base(&self) -> &'a Analysis {
+        self.tables.analysis()
     }
 
     /// While isolation stays as it is, dropping rules changes a side's answer only for the other
@@ -328,7 +309,7 @@ impl<'a> Probe<'a> {
             }
             for peer in &rule.peers {
                 outside |= matches!(peer, Peer::IpBlock(_));
-                classes.extend(self.base.peer_classes(policy_id, peer));
+                classes.extend(self.base().peer_classes(policy_id, peer));
             }
         }
         Scope {
@@ -351,13 +332,13 @@ impl<'a> Probe<'a> {
     ) -> bool {
         let own_classes: Vec<ClassId> = selected
             .iter()
-            .map(|&e| self.base.class_of(e))
+            .map(|&e| self.base().class_of(e))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
         let other_classes: Vec<ClassId> = match &scope.classes {
             Some(classes) => classes.iter().copied().collect(),
-            None => self.base.class_ids().collect(),
+            None => self.base().class_ids().collect(),
         };
         let outside: &[IpRange] = if scope.outside { &self.outside } else { &[] };
         let ends = |outside, other_classes| Ends {
@@ -384,7 +365,7 @@ impl<'a> Probe<'a> {
         {
             return true;
         }
-        let allowed = self.tables.get_or_init(|| Allowed::new(self.base));
+        let allowed = self.tables;
         let (policies, changed_before) = match a {
             Before::LikeBase(working) => (working.policies.as_slice(), Some(&working.changed)),
             Before::Policies(policies) => (policies, None),
@@ -396,16 +377,19 @@ impl<'a> Probe<'a> {
                 &policies[id]
             }
         };
-        // A side that no changed policy isolates answers as the base's tables say.
-        let unchanged_side =
-            |subject: Subject, direction: Direction| match (subject, changed_before) {
-                (Subject::Endpoint(e), Some(changed_before)) => !(self.base)
+        // A side that no changed policy isolates answers as the base's tables say (outside
+        // addresses are never isolated).
+        let unchanged_side = |subject: Subject, direction: Direction| match subject {
+            Subject::Endpoint(e) => changed_before.is_some_and(|changed_before| {
+                !(self
+                    .tables
+                    .analysis()
                     .isolating_policies(e, direction)
-                    .iter()
-                    .any(|p| *p == changed.0 || changed_before.contains(p)),
-                (Subject::External(_), Some(_)) => true,
-                (_, None) => false,
-            };
+                    .iter())
+                .any(|p| *p == changed.0 || changed_before.contains(p))
+            }),
+            Subject::External(_) => true,
+        };
         let after_ports = |src: Subject, dst: Subject| -> PortSet {
             let cells = allowed.sides(src, dst);
             let side = |direction: Direction, subject: Subject, other: Subject| {
@@ -415,7 +399,9 @@ impl<'a> Probe<'a> {
                 });
                 match cell {
                     Some(cell) if unchanged_side(subject, direction) => Some(Cow::Borrowed(cell)),
-                    _ => (self.base)
+                    _ => self
+                        .tables
+                        .analysis()
                         .side_ports_narrowed(direction, subject, other, after)
                         .map(Cow::Owned),
                 }
@@ -438,7 +424,8 @@ impl<'a> Probe<'a> {
             match a {
                 Before::LikeBase(_) => *allowed.ports(src, dst) == after,
                 Before::Policies(_) => {
-                    self.base
+                    self.tables
+                        .analysis()
                         .allowed_ports_narrowed(src, dst, |id| &policies[id])
                         == after
                 }
@@ -452,7 +439,7 @@ impl<'a> Probe<'a> {
             allowed.end(c, !own_is_source)
         });
         own.members.iter().all(|mine| {
-            let first = self.base.class_members(mine[0])[0];
+            let first = self.base().class_members(mine[0])[0];
             ends.outside
                 .iter()
                 .all(|range| same_ports(first, Subject::External(range.first)))
@@ -472,13 +459,12 @@ impl<'a> Probe<'a> {
     ) -> Option<(EndpointId, EndpointId)> {
         mine.iter().find_map(|&a| {
             theirs.iter().find_map(|&b| {
-                representative_pairs(self.base.class_members(a), self.base.class_members(b)).find(
-                    |&(x, y)| {
+                representative_pairs(self.base().class_members(a), self.base().class_members(b))
+                    .find(|&(x, y)| {
                         !self
-                            .base
+                            .base()
                             .is_loopback(Subject::Endpoint(x), Subject::Endpoint(y))
-                    },
-                )
+                    })
             })
         })
     }
@@ -549,6 +535,7 @@ fn shadowed_rule_finding(ctx: &Ctx<'_>, rule: &RemovableRule) -> Finding {
 mod tests {
     use super::*;
     use crate::testgen::arb_cluster;
+    use palisade_engine::Cluster;
     use proptest::prelude::*;
 
     proptest! {
@@ -556,7 +543,7 @@ mod tests {
         #[test]
         fn removing_everything_found_changes_no_connection(cluster in arb_cluster()) {
             let base = Analysis::new(cluster.clone());
-            let found = removable(&base);
+            let found = removable(&Allowed::new(&base));
             let mut pruned = cluster;
             for &policy in &found.policies {
                 make_inert(&mut pruned.policies[policy]);
@@ -573,7 +560,7 @@ mod tests {
         #[test]
         fn found_as_by_compiling_every_trial(cluster in arb_cluster()) {
             let base = Analysis::new(cluster.clone());
-            let found = removable(&base);
+            let found = removable(&Allowed::new(&base));
             let unchanged = |a: &Cluster, b: &Cluster| {
                 !crate::diff::diff(&Analysis::new(a.clone()), &Analysis::new(b.clone()))
                     .changes_connectivity()
@@ -621,9 +608,10 @@ mod tests {
         #[test]
         fn base_tables_stand_in_for_the_working_set(cluster in arb_cluster()) {
             let base = Analysis::new(cluster);
+            let tables = Allowed::new(&base);
             prop_assert_eq!(
-                removable_with(&base, |working| Before::LikeBase(working)),
-                removable_with(&base, |working| Before::Policies(&working.policies))
+                removable_with(&tables, |working| Before::LikeBase(working)),
+                removable_with(&tables, |working| Before::Policies(&working.policies))
             );
         }
     }
